@@ -1,0 +1,65 @@
+"""The Spark session factory every job, test, notebook and DAG uses.
+
+``spark_conf`` is the single list of settings; ``get_spark`` builds a session from it when
+Python starts the JVM, and ``spark_submit_command`` passes the same settings to
+``spark-submit`` (whose JVM is started before any Python code runs, so the jars must be on
+its command line).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from perflake.config import Config, get_config
+from perflake.jars import component_jars
+
+
+def spark_conf(config: Config) -> dict[str, str]:
+    """All Spark settings for this profile, as spark-submit --conf pairs."""
+    conf = {
+        "spark.master": config.spark.master,
+        "spark.app.name": config.spark.app_name,
+        "spark.jars": ",".join(str(jar) for jar in component_jars(config, "spark")),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
+        "spark.driver.memory": config.spark.driver_memory,
+        "spark.ui.enabled": str(config.spark.ui_enabled).lower(),
+        "spark.sql.warehouse.dir": f"{config.lake.root}/_warehouse",
+        # executors must run the same Python as the driver (a venv, not the system one)
+        "spark.pyspark.python": sys.executable,
+    }
+    conf.update(config.spark.extra_conf)
+    return conf
+
+
+def get_spark(config: Config | None = None, app_name: str | None = None):
+    """The active SparkSession, or a new one configured for the profile."""
+    from pyspark.sql import SparkSession
+
+    config = config or get_config()
+    builder = SparkSession.builder
+    for key, value in spark_conf(config).items():
+        builder = builder.config(key, value)
+    if app_name:
+        builder = builder.appName(app_name)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel(config.spark.log_level)
+    return session
+
+
+def spark_submit_command(config: Config, script: Path, args: list[str]) -> list[str]:
+    """The spark-submit command line that runs ``script`` with this profile's settings."""
+    command = [spark_submit_executable()]
+    for key, value in spark_conf(config).items():
+        command += ["--conf", f"{key}={value}"]
+    return command + [str(script), *args]
+
+
+def spark_submit_executable() -> str:
+    """spark-submit of the installed pyspark (the same Spark version as the jars)."""
+    import pyspark
+
+    return str(Path(pyspark.__file__).parent / "bin" / "spark-submit")
