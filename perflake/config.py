@@ -193,6 +193,8 @@ def _build(cls: type, values: dict, prefix: str, profile: str):
     kwargs = {}
     for name in names:
         key = f"{prefix}{name}"
+        if name not in values and dataclasses.is_dataclass(hints[name]):
+            values = {**values, name: {}}  # a missing section: name its first missing key
         if name not in values:
             raise ConfigError(
                 f"missing config key {key} (profile {profile}): set it in conf/{profile}.toml "

@@ -1,0 +1,44 @@
+import pytest
+
+from perflake.cli import build_parser, main
+from tests.support import make_environ, run_perflake
+
+
+@pytest.mark.parametrize("argv", [["services", "restart"], ["run", "--events", "0"], ["run", "--events", "many"], []])
+def test_bad_arguments_are_refused_with_usage(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "usage: perflake" in capsys.readouterr().err
+
+
+def test_config_prints_the_active_profile(tmp_path):
+    result = run_perflake(["config"], make_environ(tmp_path, PERFLAKE_PROFILE="hdfs"))
+    assert result.returncode == 0, result.stderr
+    assert '"profile": "hdfs"' in result.stdout
+
+
+def test_a_config_error_is_one_clear_line_and_exit_code_2(tmp_path):
+    result = run_perflake(["config"], make_environ(tmp_path, PERFLAKE_PROFILE="nope"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("perflake: error: unknown profile 'nope'")
+    assert "Traceback" not in result.stderr
+
+
+def test_submit_print_shows_the_spark_submit_command(tmp_path):
+    result = run_perflake(["submit", "--print", "jobs/smoke_ingest.py"], make_environ(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "spark-submit --conf spark.master=local[2]" in result.stdout
+    assert "delta-spark_4.2_2.13" in result.stdout and result.stdout.strip().endswith("jobs/smoke_ingest.py")
+
+
+def test_submit_of_a_missing_job_names_it(capsys):
+    assert main(["submit", "jobs/no_such_job.py"]) == 2
+    assert "no job file jobs/no_such_job.py" in capsys.readouterr().err
+
+
+def test_the_cluster_profile_starts_no_services(tmp_path):
+    env = make_environ(tmp_path, PERFLAKE_PROFILE="cluster", PERFLAKE__SPARK__MASTER="spark://m:7077", PERFLAKE__LAKE__ROOT="hdfs://nn:8020/p")
+    result = run_perflake(["services", "up"], env)
+    assert result.returncode == 0, result.stderr
+    assert "profile cluster manages no services" in result.stdout
