@@ -15,7 +15,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "perflake needs Python 3.11: set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --progress-bar on -e '.[dev]'
+	@echo "installing Python packages into $(VENV) (about 1.6 GB the first time) ..."
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
 run: setup

@@ -43,11 +43,12 @@ def produce_json(config: Config, topic: str, records: Iterable[dict], key_field:
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
-        key_serializer=str.encode,
-        value_serializer=lambda record: json.dumps(record, separators=(",", ":")).encode(),
     )
     try:
-        futures = [producer.send(topic, key=str(record[key_field]), value=record) for record in records]
+        futures = [
+            producer.send(topic, key=str(record[key_field]).encode(), value=json.dumps(record, separators=(",", ":")).encode())
+            for record in records
+        ]
         producer.flush(timeout=config.kafka.request_timeout_ms / 1000)
         for future in futures:
             future.get(timeout=config.kafka.request_timeout_ms / 1000)  # raises what the broker refused
