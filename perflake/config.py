@@ -57,6 +57,17 @@ class SparkConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    trigger_interval_s: float
+    max_offsets_per_trigger: int
+    late_after_s: float
+    max_future_s: float
+    max_message_bytes: int
+    percentile_accuracy: int
+    trading_timezone: str
+
+
+@dataclasses.dataclass(frozen=True)
 class LakeConfig:
     root: str
 
@@ -105,6 +116,7 @@ class Config:
     kafka: KafkaConfig
     spark: SparkConfig
     lake: LakeConfig
+    pipeline: PipelineConfig
     hdfs: HdfsConfig
     services: ServicesConfig
 

@@ -34,24 +34,37 @@ def ensure_topics(config: Config, topics: Iterable[str], partitions: int | None 
         admin.close()
 
 
-def produce_json(config: Config, topic: str, records: Iterable[dict], key_field: str) -> int:
-    """Send each record as a JSON message keyed by ``record[key_field]``; waits for every ack."""
+def produce(config: Config, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+    """Send (key, value) byte pairs; returns once the broker acknowledged every one (acks=all)."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(
-        **client_settings(config),
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-    )
+    producer = KafkaProducer(**client_settings(config), acks="all", enable_idempotence=True, linger_ms=5)
+    timeout_s = config.kafka.request_timeout_ms / 1000
     try:
-        futures = [
-            producer.send(topic, key=str(record[key_field]).encode(), value=json.dumps(record, separators=(",", ":")).encode())
-            for record in records
-        ]
-        producer.flush(timeout=config.kafka.request_timeout_ms / 1000)
+        futures = [producer.send(topic, key=key, value=value) for key, value in messages]
+        producer.flush(timeout=timeout_s)
         for future in futures:
-            future.get(timeout=config.kafka.request_timeout_ms / 1000)  # raises what the broker refused
+            future.get(timeout=timeout_s)  # raises what the broker refused
         return len(futures)
     finally:
         producer.close(timeout=10)
+
+
+def encode_json(record: dict) -> bytes:
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def produce_json(config: Config, topic: str, records: Iterable[dict], key_field: str) -> int:
+    """Send each record as a JSON message keyed by ``record[key_field]``."""
+    return produce(config, topic, ((str(record[key_field]).encode(), encode_json(record)) for record in records))
+
+
+def produce_events(config: Config, contracts: dict, events: Iterable[dict]) -> dict[str, int]:
+    """Send envelopes to their family's topic, keyed by event_id; returns the count per topic."""
+    by_topic: dict[str, list[dict]] = {}
+    for event in events:
+        contract = contracts.get((event["event_type"], event["schema_version"]))
+        if contract is None:
+            raise ValueError(f"no contract for event type {event['event_type']} version {event['schema_version']}")
+        by_topic.setdefault(config.topic(contract.family), []).append(event)
+    return {topic: produce_json(config, topic, batch, "event_id") for topic, batch in by_topic.items()}

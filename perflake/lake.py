@@ -7,10 +7,13 @@ config, so the same job writes to the local filesystem, to HDFS or to a cluster'
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import StructType
 
 from perflake.config import Config
 
@@ -47,20 +50,111 @@ def read_kafka_stream(spark: SparkSession, config: Config, topics: list[str], ma
 
 
 def append_stream(
-    df: DataFrame, config: Config, layer: str, table: str, stream: str, available_now: bool = False, partition_by: list[str] | None = None
+    df: DataFrame,
+    config: Config,
+    layer: str,
+    table: str,
+    stream: str,
+    available_now: bool = False,
+    partition_by: list[str] | None = None,
 ) -> StreamingQuery:
-    """Start a stream that appends ``df`` to ``layer.table`` with its own checkpoint."""
-    writer = (
-        df.writeStream.format("delta")
-        .outputMode("append")
-        .queryName(stream)
-        .option("checkpointLocation", checkpoint_path(config, stream))
-    )
+    """Start a stream that appends ``df`` to ``layer.table`` with its own checkpoint.
+
+    Delta's streaming sink commits each micro-batch once: a batch replayed after a crash
+    (same batch id, from the checkpoint) is recognised and not written again.
+    """
+    writer = df.writeStream.format("delta").outputMode("append").queryName(stream).option("checkpointLocation", checkpoint_path(config, stream))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
+    return _with_trigger(writer, config, available_now).start(table_path(config, layer, table))
+
+
+def foreach_batch_stream(
+    df: DataFrame, config: Config, stream: str, process_batch: Callable[[DataFrame, int], None], available_now: bool = False
+) -> StreamingQuery:
+    """Start a stream that hands each micro-batch to ``process_batch(batch, batch_id)``."""
+    writer = df.writeStream.foreachBatch(process_batch).queryName(stream).option("checkpointLocation", checkpoint_path(config, stream))
+    return _with_trigger(writer, config, available_now).start()
+
+
+def read_stream(spark: SparkSession, config: Config, layer: str, table: str) -> DataFrame:
+    """A Delta table as a streaming source (new commits only after the checkpoint)."""
+    return spark.readStream.format("delta").load(table_path(config, layer, table))
+
+
+def table_exists(spark: SparkSession, config: Config, layer: str, table: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, table_path(config, layer, table))
+
+
+def ensure_table(spark: SparkSession, config: Config, layer: str, table: str, schema: StructType, partition_by: list[str]) -> None:
+    """Create the Delta table if it does not exist; add the columns ``schema`` has and it lacks."""
+    from delta.tables import DeltaTable
+
+    path = table_path(config, layer, table)
+    if not DeltaTable.isDeltaTable(spark, path):
+        # an empty append creates the table; should another job win a race to create it,
+        # this append is an empty commit to the table it created
+        spark.createDataFrame([], schema).write.format("delta").mode("append").partitionBy(*partition_by).save(path)
+        return
+    existing = set(DeltaTable.forPath(spark, path).toDF().schema.fieldNames())
+    missing = [field for field in schema.fields if field.name not in existing]
+    if missing:
+        columns = ", ".join(f"`{field.name}` {field.dataType.simpleString()}" for field in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
+
+
+@contextmanager
+def idempotent_write(spark: SparkSession, app_id: str, version: int) -> Iterator[None]:
+    """Delta records (app_id, version) with the commit and skips a write it has already committed,
+    so a micro-batch replayed after a crash changes nothing the second time. The session of a
+    foreachBatch is the stream's own clone: these settings do not leak into other streams."""
+    spark.conf.set("spark.databricks.delta.write.txnAppId", app_id)
+    spark.conf.set("spark.databricks.delta.write.txnVersion", str(version))
+    try:
+        yield
+    finally:
+        spark.conf.unset("spark.databricks.delta.write.txnAppId")
+        spark.conf.unset("spark.databricks.delta.write.txnVersion")
+
+
+def insert_new(df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str, txn: tuple[str, int]) -> None:
+    """Insert the rows whose keys the table does not hold yet (MERGE ... WHEN NOT MATCHED INSERT)."""
+    _merge(df, config, layer, table, keys, partition_column, txn, update=False)
+
+
+def upsert(df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str, txn: tuple[str, int]) -> None:
+    """Replace the rows with these keys and insert the new ones (null keys match null keys)."""
+    _merge(df, config, layer, table, keys, partition_column, txn, update=True)
+
+
+def append(df: DataFrame, config: Config, layer: str, table: str, txn: tuple[str, int]) -> None:
+    app_id, version = txn
+    df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version).save(table_path(config, layer, table))
+
+
+def _merge(df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str, txn: tuple[str, int], update: bool) -> None:
+    from delta.tables import DeltaTable
+
+    spark = df.sparkSession
+    partitions = sorted(row[0] for row in df.select(partition_column).distinct().collect())
+    if not partitions:
+        return
+    # literal partition values let Delta read only the partitions this batch touches
+    literals = ", ".join(f"DATE'{value.isoformat()}'" for value in partitions)
+    condition = " AND ".join([f"t.`{partition_column}` IN ({literals})"] + [f"t.`{key}` <=> s.`{key}`" for key in keys])
+    merge = DeltaTable.forPath(spark, table_path(config, layer, table)).alias("t").merge(df.alias("s"), condition)
+    if update:
+        merge = merge.whenMatchedUpdateAll()
+    with idempotent_write(spark, *txn):
+        merge.whenNotMatchedInsertAll().execute()
+
+
+def _with_trigger(writer, config: Config, available_now: bool):
     if available_now:
-        writer = writer.trigger(availableNow=True)
-    return writer.start(table_path(config, layer, table))
+        return writer.trigger(availableNow=True)
+    return writer.trigger(processingTime=f"{config.pipeline.trigger_interval_s} seconds")
 
 
 def list_webhdfs(config: Config, uri: str) -> list[tuple[str, int]]:

@@ -1,0 +1,168 @@
+"""Silver: parse bronze messages against the event contracts, validate, quarantine, type.
+
+All functions here are DataFrame -> DataFrame with explicit parameters. Every bronze row
+ends in exactly one place: a silver table (valid) or ``silver.quarantine`` with every
+reason it failed, its raw bytes and its Kafka coordinates. Nothing is dropped, except a
+second copy of an event already seen (same ``event_id``), which is the point of silver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from perflake.contracts import EventContract, FieldSpec
+
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# The envelope of schemas/events/envelope.v1.json, every leaf read as text first so that a
+# wrong type is reported as such instead of turning into a silent null.
+ENVELOPE_TEXT_DDL = (
+    "event_id STRING, schema_version STRING, event_type STRING, "
+    "source STRUCT<service: STRING, component: STRING, host: STRING, instance: STRING, sequence: STRING>, "
+    "event_at STRING, tags MAP<STRING, STRING>, payload STRING"
+)
+REQUIRED_ENVELOPE_FIELDS = ("event_id", "schema_version", "event_type", "source.service", "source.host", "event_at", "payload")
+KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_at", "ingested_at")
+ENVELOPE_COLUMNS = ("event_id", "schema_version", "event_type", "service", "component", "host", "instance", "sequence", "event_at", "tags")
+
+
+@dataclass(frozen=True)
+class ValidationLimits:
+    max_message_bytes: int
+    max_future_s: float
+    late_after_s: float
+
+
+def parse_envelopes(bronze: DataFrame) -> DataFrame:
+    """Bronze rows -> one row per message with the envelope's fields typed (nulls where invalid)."""
+    text = F.col("value").cast("string")
+    envelope = F.from_json(text, ENVELOPE_TEXT_DDL)
+    return bronze.select(
+        F.col("value").alias("raw_value"),
+        F.octet_length("value").alias("message_bytes"),
+        envelope.alias("envelope"),
+        *KAFKA_COLUMNS,
+    ).select(
+        "*",
+        F.col("envelope.event_id").alias("event_id"),
+        F.expr("try_cast(envelope.schema_version AS INT)").alias("schema_version"),
+        F.col("envelope.event_type").alias("event_type"),
+        F.col("envelope.source.service").alias("service"),
+        F.col("envelope.source.component").alias("component"),
+        F.col("envelope.source.host").alias("host"),
+        F.col("envelope.source.instance").alias("instance"),
+        F.expr("try_cast(envelope.source.sequence AS BIGINT)").alias("sequence"),
+        F.try_to_timestamp(F.col("envelope.event_at")).alias("event_at"),
+        F.col("envelope.tags").alias("tags"),
+        F.col("envelope.payload").alias("payload"),
+    )
+
+
+def envelope_problems(parsed: DataFrame, limits: ValidationLimits, known: list[tuple[str, int]]) -> DataFrame:
+    """Adds ``problems``: every reason the envelope is invalid (empty when it is fine)."""
+    has_envelope = F.col("envelope").isNotNull()
+    checks = [
+        (F.col("envelope").isNull(), F.lit("not a JSON object")),
+        (
+            F.col("message_bytes") > limits.max_message_bytes,
+            F.format_string(f"message is %d bytes; the limit is {limits.max_message_bytes}", F.col("message_bytes")),
+        ),
+    ]
+    checks += [(has_envelope & F.col(f"envelope.{name}").isNull(), F.lit(f"envelope.{name} is missing")) for name in REQUIRED_ENVELOPE_FIELDS]
+    present = lambda name: has_envelope & F.col(f"envelope.{name}").isNotNull()  # noqa: E731
+    checks += [
+        (present("event_id") & ~F.col("event_id").rlike(UUID_PATTERN), F.lit("envelope.event_id is not a UUID")),
+        (present("schema_version") & F.col("schema_version").isNull(), F.lit("envelope.schema_version must be an integer")),
+        (present("source.sequence") & F.col("sequence").isNull(), F.lit("envelope.source.sequence must be an integer")),
+        (present("event_at") & F.col("event_at").isNull(), F.lit("envelope.event_at is not an ISO-8601 time")),
+        (
+            F.col("event_at") > F.col("ingested_at") + F.expr(f"make_dt_interval(0, 0, 0, {limits.max_future_s})"),
+            F.format_string(f"envelope.event_at is more than {limits.max_future_s:.0f}s in the future: %s", F.col("envelope.event_at")),
+        ),
+        (present("payload") & ~F.ltrim(F.col("payload")).startswith("{"), F.lit("envelope.payload is not a JSON object")),
+    ]
+    known_key = F.concat_ws(".v", F.col("event_type"), F.col("schema_version").cast("string"))
+    known_keys = [f"{event_type}.v{version}" for event_type, version in known]
+    checks.append(
+        (
+            present("event_type") & F.col("schema_version").isNotNull() & ~known_key.isin(known_keys),
+            F.format_string("unknown event type %s version %d", F.col("event_type"), F.col("schema_version")),
+        )
+    )
+    return parsed.withColumn("problems", _reasons(checks))
+
+
+def field_checks(field: FieldSpec, text: Column, typed: Column) -> list[tuple[Column, Column]]:
+    """(failed, reason) pairs for one payload field of a contract."""
+    label = f"payload.{field.name}"
+    checks = []
+    if field.is_required:
+        checks.append((text.isNull(), F.lit(f"{label} is missing")))
+    checks.append((text.isNotNull() & typed.isNull(), F.format_string(f"{label} must be {field.json_type}, got %s", text)))
+    if field.enum is not None:
+        checks.append((~typed.isin(list(field.enum)), F.format_string(f"{label} is '%s'; expected one of {', '.join(field.enum)}", typed)))
+    bounds = [
+        (field.minimum, lambda v: typed < v, "below the minimum"),
+        (field.exclusive_minimum, lambda v: typed <= v, "not above"),
+        (field.maximum, lambda v: typed > v, "above the maximum"),
+        (field.exclusive_maximum, lambda v: typed >= v, "not below"),
+    ]
+    for bound, failed, words in bounds:
+        if bound is not None:
+            checks.append((failed(bound), F.format_string(f"{label} = %s is {words} {bound}", typed.cast("string"))))
+    if field.max_length is not None:
+        checks.append((F.length(typed) > field.max_length, F.lit(f"{label} is longer than {field.max_length} characters")))
+    if field.pattern is not None:
+        checks.append((~typed.rlike(field.pattern), F.lit(f"{label} does not match {field.pattern}")))
+    return checks
+
+
+def type_payloads(envelopes: DataFrame, contract: EventContract, limits: ValidationLimits) -> DataFrame:
+    """Rows of one contract (valid envelope) -> typed payload columns plus ``problems``."""
+    rows = envelopes.filter(
+        (F.col("event_type") == contract.event_type) & (F.col("schema_version") == contract.version) & (F.size("problems") == 0)
+    )
+    rows = rows.withColumn("_text", F.from_json("payload", contract.raw_payload_ddl())).withColumn(
+        "_typed", F.from_json("payload", contract.payload_ddl())
+    )
+    checks = [check for field in contract.fields for check in field_checks(field, F.col(f"_text.`{field.name}`"), F.col(f"_typed.`{field.name}`"))]
+    lateness = F.col("ingested_at").cast("double") - F.col("event_at").cast("double")
+    return rows.select(
+        "*",
+        *[F.col(f"_typed.`{field.name}`").alias(field.name) for field in contract.fields],
+        F.to_date("event_at").alias("event_date"),
+        lateness.alias("lateness_s"),
+        (lateness > limits.late_after_s).alias("is_late"),
+    ).withColumn("problems", _reasons(checks)).drop("_text", "_typed")
+
+
+def silver_rows(typed: DataFrame, contract: EventContract) -> DataFrame:
+    """Valid typed rows -> the silver table's columns, one row per event_id (first by Kafka position)."""
+    valid = typed.filter(F.size("problems") == 0)
+    first = Window.partitionBy("event_id").orderBy("ingested_at", "kafka_topic", "kafka_partition", "kafka_offset")
+    columns = [*ENVELOPE_COLUMNS, *(field.name for field in contract.fields), "event_date", "lateness_s", "is_late", *KAFKA_COLUMNS]
+    return valid.withColumn("_copy", F.row_number().over(first)).filter("_copy = 1").select(*columns)
+
+
+def quarantine_rows(rows: DataFrame) -> DataFrame:
+    """Rows with problems -> silver.quarantine rows: every reason, the raw bytes, where they came from."""
+    return rows.filter(F.size("problems") > 0).select(
+        F.array_join("problems", "; ").alias("reason"),
+        "problems",
+        F.col("event_id"),
+        F.col("envelope.event_type").alias("event_type"),
+        F.col("envelope.schema_version").alias("schema_version"),
+        "raw_value",
+        F.make_valid_utf8(F.col("raw_value").cast("string")).alias("raw_text"),
+        "message_bytes",
+        *KAFKA_COLUMNS,
+        F.current_timestamp().alias("quarantined_at"),
+        F.to_date("ingested_at").alias("quarantine_date"),
+    )
+
+
+def _reasons(checks: list[tuple[Column, Column]]) -> Column:
+    """The reasons whose check failed; a check that evaluates to null (nothing to check) passes."""
+    return F.array_compact(F.array(*[F.when(failed, reason) for failed, reason in checks]))

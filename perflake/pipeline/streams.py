@@ -1,0 +1,152 @@
+"""The three streams of the medallion pipeline and their micro-batch functions.
+
+- bronze: Kafka (every family topic) -> bronze.events, Delta's streaming sink (exactly once).
+- silver: bronze.events -> one silver table per event type + silver.quarantine, in
+  ``SilverBatch.process_batch``; inserts skip event_ids already stored, and every write
+  carries (stream, batch id) so a replayed batch writes nothing twice.
+- gold: silver tables -> gold tables; each batch's affected keys are rebuilt from silver
+  and upserted (``refresh``), so the result depends only on silver's content.
+
+Failure: a stream that dies restarts from its checkpoint; the batch in flight is replayed
+and its writes are skipped where they had committed. Data stays in Kafka until bronze has
+committed it, in bronze until silver has, in silver until gold has.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import StructType
+
+from perflake import lake
+from perflake.config import Config
+from perflake.contracts import EventContract, silver_tables
+from perflake.pipeline import bronze, gold, silver
+
+QUARANTINE_TABLE = "quarantine"
+KAFKA_SOURCE_DDL = (
+    "key BINARY, value BINARY, topic STRING, partition INT, offset BIGINT, timestamp TIMESTAMP, "
+    "timestampType INT, headers ARRAY<STRUCT<key: STRING, value: BINARY>>"
+)
+
+
+def family_topics(config: Config, contracts: dict[tuple[str, int], EventContract]) -> list[str]:
+    """The Kafka topics of every event family the contracts name (config: kafka.topics.<family>)."""
+    return sorted({config.topic(contract.family) for contract in contracts.values()})
+
+
+def limits(config: Config) -> silver.ValidationLimits:
+    p = config.pipeline
+    return silver.ValidationLimits(p.max_message_bytes, p.max_future_s, p.late_after_s)
+
+
+def start_bronze(spark: SparkSession, config: Config, contracts, available_now: bool = False) -> StreamingQuery:
+    messages = lake.read_kafka_stream(spark, config, family_topics(config, contracts), config.pipeline.max_offsets_per_trigger)
+    return lake.append_stream(
+        bronze.bronze_rows(messages), config, "bronze", bronze.TABLE, "bronze_events", available_now, [bronze.PARTITION_COLUMN]
+    )
+
+
+def validated(bronze_rows: DataFrame, contracts, validation: silver.ValidationLimits) -> DataFrame:
+    return silver.envelope_problems(silver.parse_envelopes(bronze_rows), validation, sorted(contracts))
+
+
+def silver_schemas(spark: SparkSession, contracts, validation: silver.ValidationLimits) -> dict[str, StructType]:
+    """Each silver table's schema, derived by running the transforms on an empty batch."""
+    empty = validated(bronze.bronze_rows(spark.createDataFrame([], KAFKA_SOURCE_DDL)), contracts, validation)
+    schemas = {QUARANTINE_TABLE: silver.quarantine_rows(empty).schema}
+    for table, versions in silver_tables(contracts).items():
+        frames = [silver.silver_rows(silver.type_payloads(empty, contract, validation), contract) for contract in versions]
+        merged = frames[0]
+        for frame in frames[1:]:
+            merged = merged.unionByName(frame, allowMissingColumns=True)
+        schemas[table] = merged.schema
+    return schemas
+
+
+def ensure_silver_tables(spark: SparkSession, config: Config, contracts) -> None:
+    for table, schema in silver_schemas(spark, contracts, limits(config)).items():
+        partition = "quarantine_date" if table == QUARANTINE_TABLE else "event_date"
+        lake.ensure_table(spark, config, "silver", table, schema, [partition])
+
+
+class SilverBatch:
+    """The silver stream's micro-batch: validate, route, deduplicate, write."""
+
+    stream = "silver_events"
+
+    def __init__(self, config: Config, contracts):
+        self.config = config
+        self.contracts = contracts
+        self.validation = limits(config)
+
+    def process_batch(self, batch: DataFrame, batch_id: int) -> None:
+        rows = validated(batch, self.contracts, self.validation).persist()
+        try:
+            present = {(r.event_type, r.schema_version) for r in rows.select("event_type", "schema_version").distinct().collect()}
+            quarantine = silver.quarantine_rows(rows)
+            for contract in self.contracts.values():
+                if contract.key not in present:
+                    continue
+                typed = silver.type_payloads(rows, contract, self.validation)
+                quarantine = quarantine.unionByName(silver.quarantine_rows(typed))
+                txn = (f"{self.stream}:{contract.silver_table}:v{contract.version}", batch_id)
+                lake.insert_new(silver.silver_rows(typed, contract), self.config, "silver", contract.silver_table, ["event_id"], "event_date", txn)
+            if not quarantine.isEmpty():
+                lake.append(quarantine, self.config, "silver", QUARANTINE_TABLE, (f"{self.stream}:{QUARANTINE_TABLE}", batch_id))
+        finally:
+            rows.unpersist()
+
+
+def start_silver(spark: SparkSession, config: Config, contracts, available_now: bool = False) -> StreamingQuery:
+    ensure_silver_tables(spark, config, contracts)
+    batch = SilverBatch(config, contracts)
+    return lake.foreach_batch_stream(lake.read_stream(spark, config, "bronze", bronze.TABLE), config, batch.stream, batch.process_batch, available_now)
+
+
+def affected_keys(silver_rows: DataFrame, table: gold.GoldTable) -> DataFrame:
+    """Silver rows -> the gold keys they change, with the silver partition they came from."""
+    return silver_rows.select(*[column.alias(name) for name, column in table.key_columns.items()], "event_date")
+
+
+def refresh(keys: DataFrame, batch_id: int, spark: SparkSession, config: Config, table: gold.GoldTable, stream: str) -> None:
+    """Rebuild the gold rows of ``keys`` from silver and upsert them."""
+    dates = sorted(row.event_date for row in keys.select("event_date").distinct().collect())
+    if not dates:
+        return
+    # a trading day spans two UTC dates, so read one day either side of the batch's dates
+    window = sorted({d + timedelta(days=offset) for d in dates for offset in (-1, 0, 1)})
+    wanted = keys.drop("event_date").distinct()
+    inputs = []
+    for source in table.sources:
+        rows = lake.read_table(spark, config, "silver", source).filter(F.col("event_date").isin(window))
+        with_keys = rows.select("*", *[column.alias(f"_key_{name}") for name, column in table.key_columns.items()])
+        condition = [with_keys[f"_key_{name}"].eqNullSafe(wanted[name]) for name in table.keys]
+        inputs.append(with_keys.join(F.broadcast(wanted), condition, "left_semi").drop(*[f"_key_{n}" for n in table.keys]))
+    lake.upsert(table.build(*inputs), config, "gold", table.name, list(table.keys), table.partition_column, (stream, batch_id))
+
+
+def start_gold(spark: SparkSession, config: Config, contracts, available_now: bool = False) -> list[StreamingQuery]:
+    """One stream per gold table, over the union of its silver sources."""
+    ensure_silver_tables(spark, config, contracts)
+    tables = gold.gold_tables(config.pipeline.percentile_accuracy, config.pipeline.trading_timezone)
+    queries = []
+    for table in tables:
+        ensure_gold_table(spark, config, table)
+        changes = [affected_keys(lake.read_stream(spark, config, "silver", source), table) for source in table.sources]
+        union = changes[0]
+        for change in changes[1:]:
+            union = union.unionByName(change)
+        stream = f"gold_{table.name}"
+        process = lambda keys, batch_id, t=table, s=stream: refresh(keys, batch_id, keys.sparkSession, config, t, s)  # noqa: E731
+        queries.append(lake.foreach_batch_stream(union, config, stream, process, available_now))
+    return queries
+
+
+def ensure_gold_table(spark: SparkSession, config: Config, table: gold.GoldTable) -> None:
+    """Create the gold table with the schema its build produces (derived from empty silver frames)."""
+    empties = [lake.read_table(spark, config, "silver", source).limit(0) for source in table.sources]
+    lake.ensure_table(spark, config, "gold", table.name, table.build(*empties).schema, [table.partition_column])
