@@ -2,7 +2,9 @@
 
     perflake setup                      check Java/Maven, resolve the JVM jars (cached)
     perflake services up|down|status    local Kafka broker (and HDFS with --with-hdfs)
-    perflake run                        the main job: services up, then the pipeline end to end
+    perflake run                        the main job: services and streams up, sample traffic fed, gold shown
+    perflake pipeline start|stop|status the bronze, silver and gold streams as background processes
+    perflake smoke                      platform self-test: Kafka -> Spark -> Delta
     perflake submit JOB [ARGS]          spark-submit a job with the profile's settings
     perflake config                     print the resolved configuration
 
@@ -24,6 +26,8 @@ from perflake.jars import JarsError
 from perflake.services.process import ServiceError
 
 DEFAULT_SMOKE_EVENTS = 1000
+DEFAULT_RUN_EVENTS = 20000
+DEFAULT_RUN_RATE = 1000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,9 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     services.add_argument("--with-hdfs", action="store_true", help="also HDFS (the hdfs profile always starts it)")
     services.set_defaults(handler=cmd_services)
 
-    run = commands.add_parser("run", help="main job: start the services, run the pipeline end to end, show results")
-    run.add_argument("--events", type=_positive_int, default=DEFAULT_SMOKE_EVENTS, help="events to produce (default %(default)s)")
+    run = commands.add_parser("run", help="main job: services and pipeline up, feed sample traffic, show gold filling up")
+    run.add_argument("--events", type=_positive_int, default=DEFAULT_RUN_EVENTS, help="events to feed (default %(default)s)")
+    run.add_argument("--rate", type=_positive_int, default=DEFAULT_RUN_RATE, help="events per second (default %(default)s)")
+    run.add_argument("--timeout", type=_positive_int, default=600, help="seconds to wait for gold to catch up (default %(default)s)")
     run.set_defaults(handler=cmd_run)
+
+    pipeline = commands.add_parser("pipeline", help="start, stop or inspect the bronze, silver and gold streams (background processes)")
+    pipeline.add_argument("action", choices=["start", "stop", "status"])
+    pipeline.set_defaults(handler=cmd_pipeline)
+
+    smoke = commands.add_parser("smoke", help="platform self-test: Kafka -> Spark -> Delta with a throw-away table")
+    smoke.add_argument("--events", type=_positive_int, default=DEFAULT_SMOKE_EVENTS, help="events to produce (default %(default)s)")
+    smoke.set_defaults(handler=cmd_smoke)
 
     submit = commands.add_parser("submit", help="spark-submit a job with the profile's Spark settings")
     submit.add_argument("--print", dest="print_only", action="store_true", help="print the command instead of running it")
@@ -103,18 +117,18 @@ def cmd_services(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_smoke(args: argparse.Namespace) -> int:
     from perflake import services, smoke
     from perflake.lake import list_webhdfs
     from perflake.spark import get_spark
 
     config = get_config()
-    print(f"perflake main job -- profile {config.profile}, lake at {config.lake.root}")
+    print(f"perflake platform self-test -- profile {config.profile}, lake at {config.lake.root}")
     started = services.up(config)
     try:
         step = time.monotonic()
         print("starting Spark ...")
-        spark = get_spark(config, app_name="perflake-run")
+        spark = get_spark(config, app_name="perflake-smoke")
         print(f"Spark {spark.version} ({config.spark.master}) ready in {time.monotonic() - step:.0f}s")
         step = time.monotonic()
         result = smoke.run_smoke(spark, config, args.events)
@@ -136,6 +150,85 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"perflake: error: {result.produced - result.landed} events did not land", file=sys.stderr)
         return 1
     print("services keep running for queries; stop them with `perflake services down`")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from perflake import services
+    from perflake.contracts import load_contracts
+    from perflake.kafka import ensure_topics
+    from perflake.pipeline import live, runner
+    from perflake.pipeline.streams import family_topics
+
+    config = get_config()
+    contracts = load_contracts()
+    print(f"perflake main job -- profile {config.profile}, lake at {config.lake.root}")
+    started_services = services.up(config)
+    ensure_topics(config, family_topics(config, contracts))
+    started_layers = runner.start(config)
+    print(f"pipeline: {', '.join(runner.LAYERS)} streams running (logs: {config.paths.state_dir / 'logs'}/pipeline-*.log)")
+    try:
+        last_line = [0.0]
+
+        def show(produced: int) -> None:
+            if time.monotonic() - last_line[0] >= 2:
+                print(live.progress_line(produced, runner.status(config)), flush=True)
+                last_line[0] = time.monotonic()
+
+        print(f"feeding {args.events} sample events at {args.rate}/s ...")
+        # a new seed each run: the same seed would repeat event_ids, which silver stores once
+        produced = live.feed(config, contracts, args.events, args.rate, show, seed=time.time_ns())
+        print("waiting for the streams to catch up ...")
+        caught_up = live.wait_until_caught_up(config, produced, args.timeout, lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print("interrupted: stopping what this run started", file=sys.stderr)
+        runner.stop(config)
+        services.down(config, only=started_services)
+        raise
+    if not caught_up:
+        for item in runner.status(config):
+            print(f"--- {item.layer} ({item.state}), last lines of {item.log_file}:\n{runner.process_of(config, item.layer).log_tail(15)}")
+        print(f"perflake: error: the pipeline did not catch up within {args.timeout}s", file=sys.stderr)
+        return 1
+    show_gold(config)
+    print("the streams keep running: `perflake pipeline status` shows them, `perflake pipeline stop` stops them")
+    return 0
+
+
+def show_gold(config) -> None:
+    from perflake.lake import table_path
+    from perflake.pipeline.live import GOLD_PREVIEW
+    from perflake.spark import get_spark
+
+    spark = get_spark(config, app_name="perflake-gold-preview")
+    for table, query in GOLD_PREVIEW.items():
+        print(f"gold.{table}:")
+        spark.sql(query.format(table=f"delta.`{table_path(config, 'gold', table)}`")).show(truncate=False)
+    print(f"query any gold table with Spark SQL, e.g. SELECT * FROM delta.`{table_path(config, 'gold', 'metric_rollups_1m')}`")
+    spark.stop()
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from perflake.pipeline import runner
+
+    config = get_config()
+    if args.action == "start":
+        started = runner.start(config)
+        print(f"started: {', '.join(started) or 'nothing (all running)'}; logs in {config.paths.state_dir / 'logs'}")
+    elif args.action == "stop":
+        stopped = runner.stop(config)
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    else:
+        statuses = runner.status(config)
+        for item in statuses:
+            print(f"{item.layer:7} {item.state}")
+            for name, stream in item.streams.items():
+                print(
+                    f"    {name}: batch {stream.get('batch_id')} at {stream.get('batch_at')}, {stream.get('input_rows_per_s')} rows/s in, "
+                    f"{stream.get('processed_rows_per_s')} rows/s processed, {stream.get('total_input_rows')} rows since start, "
+                    f"behind {stream.get('behind') or 0}{', idle' if stream.get('idle') else ''}"
+                )
+        return 1 if any(item.state == "dead" for item in statuses) else 0
     return 0
 
 

@@ -83,9 +83,11 @@ def read_stream(spark: SparkSession, config: Config, layer: str, table: str) -> 
 
 
 def table_exists(spark: SparkSession, config: Config, layer: str, table: str) -> bool:
-    from delta.tables import DeltaTable
-
-    return DeltaTable.isDeltaTable(spark, table_path(config, layer, table))
+    """Whether the table's first commit exists. Asks the filesystem, because Delta caches a
+    path's log and keeps answering 'no table' after another process has created it."""
+    jvm = spark.sparkContext._jvm
+    first_commit = jvm.org.apache.hadoop.fs.Path(f"{table_path(config, layer, table)}/_delta_log/{0:020d}.json")
+    return first_commit.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(first_commit)
 
 
 def ensure_table(spark: SparkSession, config: Config, layer: str, table: str, schema: StructType, partition_by: list[str]) -> None:
@@ -94,10 +96,15 @@ def ensure_table(spark: SparkSession, config: Config, layer: str, table: str, sc
 
     path = table_path(config, layer, table)
     if not DeltaTable.isDeltaTable(spark, path):
-        # an empty append creates the table; should another job win a race to create it,
-        # this append is an empty commit to the table it created
-        spark.createDataFrame([], schema).write.format("delta").mode("append").partitionBy(*partition_by).save(path)
-        return
+        from delta.exceptions import DeltaConcurrentModificationException
+
+        try:
+            spark.createDataFrame([], schema).write.format("delta").mode("append").partitionBy(*partition_by).save(path)
+            return
+        except DeltaConcurrentModificationException:
+            if not DeltaTable.isDeltaTable(spark, path):
+                raise
+            # another job created it first: carry on and add any columns it lacks
     existing = set(DeltaTable.forPath(spark, path).toDF().schema.fieldNames())
     missing = [field for field in schema.fields if field.name not in existing]
     if missing:

@@ -30,6 +30,7 @@ def spark_conf(config: Config) -> dict[str, str]:
         "spark.sql.warehouse.dir": f"{config.lake.root}/_warehouse",
         # executors must run the same Python as the driver (a venv, not the system one)
         "spark.pyspark.python": sys.executable,
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={config.project_dir / 'conf' / 'log4j2.properties'}",
     }
     conf.update(config.spark.extra_conf)
     return conf

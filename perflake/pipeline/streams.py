@@ -43,11 +43,10 @@ def limits(config: Config) -> silver.ValidationLimits:
     return silver.ValidationLimits(p.max_message_bytes, p.max_future_s, p.late_after_s)
 
 
-def start_bronze(spark: SparkSession, config: Config, contracts, available_now: bool = False) -> StreamingQuery:
+def start_bronze(spark: SparkSession, config: Config, contracts, available_now: bool = False) -> list[StreamingQuery]:
     messages = lake.read_kafka_stream(spark, config, family_topics(config, contracts), config.pipeline.max_offsets_per_trigger)
-    return lake.append_stream(
-        bronze.bronze_rows(messages), config, "bronze", bronze.TABLE, "bronze_events", available_now, [bronze.PARTITION_COLUMN]
-    )
+    rows = bronze.bronze_rows(messages)
+    return [lake.append_stream(rows, config, "bronze", bronze.TABLE, "bronze_events", available_now, [bronze.PARTITION_COLUMN])]
 
 
 def validated(bronze_rows: DataFrame, contracts, validation: silver.ValidationLimits) -> DataFrame:
@@ -71,6 +70,14 @@ def ensure_silver_tables(spark: SparkSession, config: Config, contracts) -> None
     for table, schema in silver_schemas(spark, contracts, limits(config)).items():
         partition = "quarantine_date" if table == QUARANTINE_TABLE else "event_date"
         lake.ensure_table(spark, config, "silver", table, schema, [partition])
+
+
+def wait_for_silver_tables(spark: SparkSession, config: Config, contracts, timeout_s: float = 300) -> None:
+    """Gold reads what the silver job creates; it waits for it rather than racing it."""
+    from perflake.services.process import wait_for
+
+    tables = [*silver_tables(contracts), QUARANTINE_TABLE]
+    wait_for(lambda: all(lake.table_exists(spark, config, "silver", t) for t in tables), timeout_s, "the silver tables (is the silver job running?)")
 
 
 class SilverBatch:
@@ -101,10 +108,11 @@ class SilverBatch:
             rows.unpersist()
 
 
-def start_silver(spark: SparkSession, config: Config, contracts, available_now: bool = False) -> StreamingQuery:
+def start_silver(spark: SparkSession, config: Config, contracts, available_now: bool = False) -> list[StreamingQuery]:
     ensure_silver_tables(spark, config, contracts)
     batch = SilverBatch(config, contracts)
-    return lake.foreach_batch_stream(lake.read_stream(spark, config, "bronze", bronze.TABLE), config, batch.stream, batch.process_batch, available_now)
+    source = lake.read_stream(spark, config, "bronze", bronze.TABLE)
+    return [lake.foreach_batch_stream(source, config, batch.stream, batch.process_batch, available_now)]
 
 
 def affected_keys(silver_rows: DataFrame, table: gold.GoldTable) -> DataFrame:
@@ -131,7 +139,7 @@ def refresh(keys: DataFrame, batch_id: int, spark: SparkSession, config: Config,
 
 def start_gold(spark: SparkSession, config: Config, contracts, available_now: bool = False) -> list[StreamingQuery]:
     """One stream per gold table, over the union of its silver sources."""
-    ensure_silver_tables(spark, config, contracts)
+    wait_for_silver_tables(spark, config, contracts)
     tables = gold.gold_tables(config.pipeline.percentile_accuracy, config.pipeline.trading_timezone)
     queries = []
     for table in tables:
@@ -150,3 +158,6 @@ def ensure_gold_table(spark: SparkSession, config: Config, table: gold.GoldTable
     """Create the gold table with the schema its build produces (derived from empty silver frames)."""
     empties = [lake.read_table(spark, config, "silver", source).limit(0) for source in table.sources]
     lake.ensure_table(spark, config, "gold", table.name, table.build(*empties).schema, [table.partition_column])
+
+
+STARTERS = {"bronze": start_bronze, "silver": start_silver, "gold": start_gold}

@@ -1,0 +1,18 @@
+"""Keep the gold tables (rollups and business tables) up to date from silver.
+
+    perflake submit jobs/gold_tables.py [--available-now]
+
+One stream per gold table; each micro-batch rebuilds the keys (window or trading day and its
+dimensions) that new silver rows touch, so late events correct their window. Data on failure:
+silver keeps the rows; a restart rebuilds the keys of the uncommitted batch again.
+"""
+
+from perflake.pipeline.runner import run_layer
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_layer("gold", __doc__, argv)
+
+
+if __name__ == "__main__":
+    main()
