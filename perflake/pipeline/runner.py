@@ -126,8 +126,12 @@ def supervise(queries, config: Config, layer: str, totals: ProgressTotals) -> No
             query.stop()
 
 
-def start(config: Config, layers: tuple[str, ...] = LAYERS) -> list[str]:
-    """Start the layers' jobs that are not running; returns those started."""
+def start(config: Config, layers: tuple[str, ...] = LAYERS, environ: dict[str, str] | None = None) -> list[str]:
+    """Start the layers' jobs that are not running; returns those started.
+
+    A job loads its own config from the environment: ``environ`` must select the same
+    profile and overrides as ``config`` (the default, this process's environment, does).
+    """
     from perflake.spark import spark_submit_command
 
     started = []
@@ -135,7 +139,7 @@ def start(config: Config, layers: tuple[str, ...] = LAYERS) -> list[str]:
         process = process_of(config, layer)
         if process.is_running():
             continue
-        process.start(spark_submit_command(config, config.project_dir / JOBS[layer], []))
+        process.start(spark_submit_command(config, config.project_dir / JOBS[layer], []), env=environ)
         started.append(layer)
     return started
 

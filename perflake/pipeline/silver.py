@@ -38,7 +38,9 @@ class ValidationLimits:
 def parse_envelopes(bronze: DataFrame) -> DataFrame:
     """Bronze rows -> one row per message with the envelope's fields typed (nulls where invalid)."""
     text = F.col("value").cast("string")
-    envelope = F.from_json(text, ENVELOPE_TEXT_DDL)
+    # from_json turns some malformed input into a struct of nulls; json_object_keys is null
+    # for anything but a valid JSON object, so only objects get an envelope
+    envelope = F.when(F.json_object_keys(text).isNotNull(), F.from_json(text, ENVELOPE_TEXT_DDL))
     return bronze.select(
         F.col("value").alias("raw_value"),
         F.octet_length("value").alias("message_bytes"),

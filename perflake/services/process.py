@@ -106,6 +106,7 @@ class ManagedProcess:
         return not _is_zombie(pid)
 
     def start(self, command: list[str], env: dict[str, str] | None = None) -> int:
+        """Start detached; ``env`` replaces this process's environment when given."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
@@ -116,7 +117,7 @@ class ManagedProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
+                env=os.environ if env is None else env,
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{process.pid}\n")
