@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("action", choices=["start", "stop", "status"])
     pipeline.set_defaults(handler=cmd_pipeline)
 
+    reconcile = commands.add_parser("reconcile", help="check that every message of a time range is accounted for in each layer")
+    reconcile.add_argument("--since", type=_utc_time, help="ISO time, UTC if no offset (default: an hour before --until)")
+    reconcile.add_argument("--until", type=_utc_time, help="ISO time, UTC if no offset (default: now)")
+    reconcile.set_defaults(handler=cmd_reconcile)
+
     smoke = commands.add_parser("smoke", help="platform self-test: Kafka -> Spark -> Delta with a throw-away table")
     smoke.add_argument("--events", type=_positive_int, default=DEFAULT_SMOKE_EVENTS, help="events to produce (default %(default)s)")
     smoke.set_defaults(handler=cmd_smoke)
@@ -232,6 +237,29 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from datetime import datetime, timedelta, timezone
+
+    from perflake.contracts import load_contracts
+    from perflake.pipeline.reconcile import reconcile
+    from perflake.spark import get_spark
+
+    config = get_config()
+    until = args.until or datetime.now(timezone.utc)
+    since = args.since or until - timedelta(hours=1)
+    spark = get_spark(config, app_name="perflake-reconcile")
+    checks = reconcile(spark, config, load_contracts(), since, until)
+    spark.stop()
+    print(f"reconciliation of {since.isoformat()} .. {until.isoformat()} (profile {config.profile})")
+    for check in checks:
+        verdict = "ok " if check.is_ok else "GAP"
+        repeated = f", {check.repeated} repeated" if check.repeated else ""
+        print(f"{verdict} {check.step:17} {check.scope:45} expected {check.expected:>9}  found {check.found:>9}{repeated}  {check.detail}")
+    gaps = [check for check in checks if not check.is_ok]
+    print(f"{len(gaps)} gap(s) in {len(checks)} checks")
+    return 1 if gaps else 0
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from perflake.spark import spark_submit_command
 
@@ -247,6 +275,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     print(json.dumps(dataclasses.asdict(get_config()), indent=2, default=str))
     return 0
+
+
+def _utc_time(text: str):
+    from datetime import datetime, timezone
+
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _positive_int(text: str) -> int:

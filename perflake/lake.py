@@ -7,8 +7,7 @@ config, so the same job writes to the local filesystem, to HDFS or to a cluster'
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 from pyspark.sql import DataFrame, SparkSession
@@ -112,50 +111,43 @@ def ensure_table(spark: SparkSession, config: Config, layer: str, table: str, sc
         spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
 
 
-@contextmanager
-def idempotent_write(spark: SparkSession, app_id: str, version: int) -> Iterator[None]:
-    """Delta records (app_id, version) with the commit and skips a write it has already committed,
-    so a micro-batch replayed after a crash changes nothing the second time. The session of a
-    foreachBatch is the stream's own clone: these settings do not leak into other streams."""
-    spark.conf.set("spark.databricks.delta.write.txnAppId", app_id)
-    spark.conf.set("spark.databricks.delta.write.txnVersion", str(version))
-    try:
-        yield
-    finally:
-        spark.conf.unset("spark.databricks.delta.write.txnAppId")
-        spark.conf.unset("spark.databricks.delta.write.txnVersion")
+def insert_new(df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str, partitions: list | None = None) -> None:
+    """Insert the rows whose keys the table does not hold yet (MERGE ... WHEN NOT MATCHED INSERT).
+
+    Idempotent by construction: replaying the same rows inserts nothing the second time.
+    """
+    _merge(df, config, layer, table, keys, partition_column, partitions, update=False)
 
 
-def insert_new(df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str, txn: tuple[str, int]) -> None:
-    """Insert the rows whose keys the table does not hold yet (MERGE ... WHEN NOT MATCHED INSERT)."""
-    _merge(df, config, layer, table, keys, partition_column, txn, update=False)
+def upsert(df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str) -> None:
+    """Replace the rows with these keys and insert the new ones (null keys match null keys).
 
-
-def upsert(df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str, txn: tuple[str, int]) -> None:
-    """Replace the rows with these keys and insert the new ones (null keys match null keys)."""
-    _merge(df, config, layer, table, keys, partition_column, txn, update=True)
+    Idempotent when ``df`` is recomputed from the same inputs, as gold's rows are.
+    """
+    _merge(df, config, layer, table, keys, partition_column, None, update=True)
 
 
 def append(df: DataFrame, config: Config, layer: str, table: str, txn: tuple[str, int]) -> None:
+    """Append; Delta skips the write if this (app id, version) already committed, so a
+    micro-batch replayed after a crash is not appended twice."""
     app_id, version = txn
     df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version).save(table_path(config, layer, table))
 
 
-def _merge(df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str, txn: tuple[str, int], update: bool) -> None:
+def _merge(df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str, partitions: list | None, update: bool) -> None:
     from delta.tables import DeltaTable
 
-    spark = df.sparkSession
-    partitions = sorted(row[0] for row in df.select(partition_column).distinct().collect())
+    if partitions is None:
+        partitions = [row[0] for row in df.select(partition_column).distinct().collect()]
     if not partitions:
         return
     # literal partition values let Delta read only the partitions this batch touches
-    literals = ", ".join(f"DATE'{value.isoformat()}'" for value in partitions)
+    literals = ", ".join(f"DATE'{value.isoformat()}'" for value in sorted(partitions))
     condition = " AND ".join([f"t.`{partition_column}` IN ({literals})"] + [f"t.`{key}` <=> s.`{key}`" for key in keys])
-    merge = DeltaTable.forPath(spark, table_path(config, layer, table)).alias("t").merge(df.alias("s"), condition)
+    merge = DeltaTable.forPath(df.sparkSession, table_path(config, layer, table)).alias("t").merge(df.alias("s"), condition)
     if update:
         merge = merge.whenMatchedUpdateAll()
-    with idempotent_write(spark, *txn):
-        merge.whenNotMatchedInsertAll().execute()
+    merge.whenNotMatchedInsertAll().execute()
 
 
 def _with_trigger(writer, config: Config, available_now: bool):

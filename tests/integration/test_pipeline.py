@@ -20,6 +20,7 @@ from perflake.contracts import load_contracts
 from perflake.events import envelope, sample_events
 from perflake.kafka import encode_json, ensure_topics, produce, produce_events
 from perflake.pipeline import gold, runner
+from perflake.pipeline.reconcile import reconcile
 from perflake.pipeline.streams import STARTERS, family_topics
 from perflake.schemas import SCHEMAS_DIR
 from perflake.services.process import wait_for
@@ -151,6 +152,14 @@ def test_late_events_are_kept_and_flagged(spark, flow):
 
 def test_gold_rollups_equal_a_pandas_reference(spark, flow):
     assert_gold_matches(spark, flow["config"], flow["events"])
+
+
+def test_reconciliation_finds_no_gap(spark, flow):
+    checks = reconcile(spark, flow["config"], CONTRACTS, NOW - timedelta(minutes=30), datetime.now(timezone.utc) + timedelta(minutes=1))
+    assert [c for c in checks if not c.is_ok] == []
+    steps = {c.step for c in checks}
+    assert steps == {"kafka -> bronze", "bronze -> silver", "silver -> gold"}
+    assert sum(c.expected for c in checks if c.step == "kafka -> bronze") == count(spark, flow["config"], "bronze", "events")
 
 
 def test_late_data_updates_its_window(spark, flow):

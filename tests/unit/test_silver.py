@@ -67,6 +67,7 @@ BAD_INPUTS = [
         [f"envelope.event_at is more than 300s in the future: {(NOW + timedelta(hours=2)).isoformat()}"],
     ),
     ("payload not an object", encode(event(payload=None) | {"payload": [1]}), ["envelope.payload is not a JSON object"]),
+    ("payload a string like an object", encode(event(payload=None) | {"payload": "{"}), ["envelope.payload is not a JSON object"]),
     ("unknown event type", encode(event(event_type="tweet")), ["unknown event type tweet version 1"]),
     ("unknown version", encode(event(schema_version=9)), ["unknown event type metric version 9"]),
     ("huge message", encode(event(tags={"blob": "x" * 3000})), [f"message is {len(encode(event(tags={'blob': 'x' * 3000})))} bytes; the limit is 2000"]),
