@@ -32,7 +32,10 @@ DEFAULT_RUN_RATE = 1000
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "sql":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.passthrough = extra
     try:
         return args.handler(args)
     except (ConfigError, JarsError, ServiceError) as error:
@@ -70,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--since", type=_utc_time, help="ISO time, UTC if no offset (default: an hour before --until)")
     reconcile.add_argument("--until", type=_utc_time, help="ISO time, UTC if no offset (default: now)")
     reconcile.set_defaults(handler=cmd_reconcile)
+
+    sql = commands.add_parser("sql", help="the spark-sql shell on the lake's tables (bronze., silver., gold.<table>)")
+    sql.description = "Any further arguments go to spark-sql, e.g. perflake sql -e 'SELECT * FROM gold.metric_rollups_1m LIMIT 5'"
+    sql.set_defaults(handler=cmd_sql)
+
+    sql_server = commands.add_parser("sql-server", help="the Spark Thrift server: JDBC/ODBC and beeline on the lake's tables")
+    sql_server.add_argument("action", choices=["start", "stop", "status"])
+    sql_server.set_defaults(handler=cmd_sql_server)
 
     smoke = commands.add_parser("smoke", help="platform self-test: Kafka -> Spark -> Delta with a throw-away table")
     smoke.add_argument("--events", type=_positive_int, default=DEFAULT_SMOKE_EVENTS, help="events to produce (default %(default)s)")
@@ -258,6 +269,28 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     gaps = [check for check in checks if not check.is_ok]
     print(f"{len(gaps)} gap(s) in {len(checks)} checks")
     return 1 if gaps else 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from perflake.sql import spark_sql_command
+
+    return subprocess.run(spark_sql_command(get_config(), args.passthrough)).returncode
+
+
+def cmd_sql_server(args: argparse.Namespace) -> int:
+    from perflake import sql
+
+    config = get_config()
+    server = sql.thrift_server(config)
+    if args.action == "start":
+        started = sql.start_thrift_server(config)
+        print(f"Spark Thrift server {'started' if started else 'already running'}: {sql.jdbc_url(config)} (log {server.log_file})")
+        print(f"e.g. {sql.spark_executable('beeline')} -u {sql.jdbc_url(config)} -e 'SELECT * FROM gold.metric_rollups_1m LIMIT 5'")
+    elif args.action == "stop":
+        print("stopped" if server.stop(30) else "was not running")
+    else:
+        print(f"{'running' if server.is_running() else 'stopped'}: {sql.jdbc_url(config)}")
+    return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

@@ -79,6 +79,15 @@ class HdfsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetastoreConfig:
+    enabled: bool
+    managed: bool
+    host: str
+    port: int
+    thrift_port: int
+
+
+@dataclasses.dataclass(frozen=True)
 class KafkaServiceConfig:
     managed: bool
     host: str
@@ -118,6 +127,7 @@ class Config:
     lake: LakeConfig
     pipeline: PipelineConfig
     hdfs: HdfsConfig
+    metastore: MetastoreConfig
     services: ServicesConfig
 
     def topic(self, name: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from perflake.config import Config
 
-COMPONENTS = ("spark", "kafka", "hdfs")
+COMPONENTS = ("spark", "kafka", "hdfs", "metastore")
 MAVEN_TIMEOUT_S = 900
 _STAMP = ".resolved"
 _UNRESOLVED = re.compile(r"(?:Could not (?:resolve|find) artifact|Failure to find|was not found in)\s*:?\s*(\S+)")

@@ -156,6 +156,16 @@ def _with_trigger(writer, config: Config, available_now: bool):
     return writer.trigger(processingTime=f"{config.pipeline.trigger_interval_s} seconds")
 
 
+def register_tables(spark: SparkSession, config: Config, layer: str, tables: list[str]) -> None:
+    """Name the tables in the metastore as ``<layer>.<table>`` (SQL, JDBC, notebooks); a no-op
+    without one. The data stays where it is: the metastore only points at the Delta path."""
+    if not config.metastore.enabled:
+        return
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer} LOCATION '{config.lake.root}/{layer}'")
+    for table in tables:
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {layer}.{table} USING DELTA LOCATION '{table_path(config, layer, table)}'")
+
+
 def list_webhdfs(config: Config, uri: str) -> list[tuple[str, int]]:
     """(path, size in bytes) of every file below an ``hdfs://`` URI, listed through WebHDFS."""
     from hdfs import InsecureClient

@@ -22,6 +22,10 @@ TEST_SETTINGS = {
     "PERFLAKE__SERVICES__HDFS__DATANODE_HTTP_PORT": "19864",
     "PERFLAKE__SERVICES__HDFS__DATANODE_IPC_PORT": "19867",
     "PERFLAKE__HDFS__WEBHDFS_URL": "http://127.0.0.1:19870",
+    # the in-process test session has no metastore; SQL tests turn it on for their child processes
+    "PERFLAKE__METASTORE__ENABLED": "false",
+    "PERFLAKE__METASTORE__PORT": "11527",
+    "PERFLAKE__METASTORE__THRIFT_PORT": "11000",
     "PERFLAKE__SPARK__MASTER": "local[2]",
     "PERFLAKE__SPARK__SHUFFLE_PARTITIONS": "2",
 }

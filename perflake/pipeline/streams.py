@@ -46,6 +46,8 @@ def limits(config: Config) -> silver.ValidationLimits:
 
 def start_bronze(spark: SparkSession, config: Config, contracts, available_now: bool = False) -> list[StreamingQuery]:
     messages = lake.read_kafka_stream(spark, config, family_topics(config, contracts), config.pipeline.max_offsets_per_trigger)
+    ensure_bronze_table(spark, config)
+    lake.register_tables(spark, config, "bronze", [bronze.TABLE])
     rows = bronze.bronze_rows(messages)
     return [lake.append_stream(rows, config, "bronze", bronze.TABLE, "bronze_events", available_now, [bronze.PARTITION_COLUMN])]
 
@@ -73,9 +75,11 @@ def silver_schemas(spark: SparkSession, contracts, validation: silver.Validation
 
 
 def ensure_silver_tables(spark: SparkSession, config: Config, contracts) -> None:
-    for table, schema in silver_schemas(spark, contracts, limits(config)).items():
+    schemas = silver_schemas(spark, contracts, limits(config))
+    for table, schema in schemas.items():
         partition = "quarantine_date" if table == QUARANTINE_TABLE else "event_date"
         lake.ensure_table(spark, config, "silver", table, schema, [partition])
+    lake.register_tables(spark, config, "silver", list(schemas))
 
 
 def wait_for_silver_tables(spark: SparkSession, config: Config, contracts, timeout_s: float = 300) -> None:
@@ -162,9 +166,11 @@ def start_gold(spark: SparkSession, config: Config, contracts, available_now: bo
     """One stream per gold table, over the union of its silver sources."""
     wait_for_silver_tables(spark, config, contracts)
     tables = gold.gold_tables(config.pipeline.percentile_accuracy, config.pipeline.trading_timezone)
-    queries = []
     for table in tables:
         ensure_gold_table(spark, config, table)
+    lake.register_tables(spark, config, "gold", [table.name for table in tables])
+    queries = []
+    for table in tables:
         changes = [affected_keys(lake.read_stream(spark, config, "silver", source), table) for source in table.sources]
         union = changes[0]
         for change in changes[1:]:

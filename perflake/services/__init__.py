@@ -1,4 +1,4 @@
-"""Local services perflake runs on: a Kafka broker and, when asked, HDFS.
+"""Local services perflake runs on: a Kafka broker, the metastore's database and, when asked, HDFS.
 
 ``up`` is idempotent: a healthy service is left alone, a half-dead one is restarted, a port
 held by another process is an error naming it. ``up`` returns only once every service
@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from perflake.config import Config
 from perflake.services.hdfs import HdfsService
 from perflake.services.kafka import KafkaService
+from perflake.services.metastore import MetastoreService
 from perflake.services.process import ServiceError, port_is_open, wait_for
 
-Service = KafkaService | HdfsService
+Service = KafkaService | HdfsService | MetastoreService
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,18 @@ class ServiceStatus:
 
 
 def all_services(config: Config) -> list[Service]:
-    return [KafkaService(config), HdfsService(config)]
+    """Every service perflake can run, in start order (down stops them in reverse)."""
+    return [KafkaService(config), HdfsService(config), MetastoreService(config)]
 
 
 def wanted_services(config: Config, with_hdfs: bool = False) -> list[Service]:
     """The services this profile manages; HDFS also when asked for."""
-    kafka, hdfs = all_services(config)
+    kafka, hdfs, metastore = all_services(config)
     wanted = [kafka] if config.services.kafka.managed else []
     if with_hdfs or config.services.hdfs.managed:
         wanted.append(hdfs)
+    if config.metastore.enabled and config.metastore.managed:
+        wanted.append(metastore)
     return wanted
 
 

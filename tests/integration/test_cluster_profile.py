@@ -4,14 +4,13 @@ standalone master and two workers (pyspark's own spark-class), Kafka and HDFS as
 import json
 from datetime import datetime, timezone
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from perflake import smoke
 from perflake.kafka import ensure_topics, produce_json
 from perflake.services.process import ManagedProcess, port_is_open, wait_for
-from perflake.spark import spark_submit_executable
+from perflake.spark import spark_executable
 from tests.support import TEST_HDFS_ROOT, make_environ, run_perflake
 
 MASTER_PORT, MASTER_UI_PORT = 17077, 18080
@@ -24,7 +23,7 @@ def master_state() -> dict:
 
 @pytest.fixture(scope="module")
 def standalone_cluster(tmp_path_factory):
-    spark_class = str(Path(spark_submit_executable()).with_name("spark-class"))
+    spark_class = spark_executable("spark-class")
     run_dir = tmp_path_factory.mktemp("standalone")
     master = ManagedProcess("spark-master", run_dir, run_dir)
     workers = [ManagedProcess(f"spark-worker-{n}", run_dir, run_dir) for n in (1, 2)]
