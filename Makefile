@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+ARGS ?=
 
 .PHONY: setup run test test-unit test-integration services-up services-down clean
 
@@ -20,7 +21,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 run: setup
-	$(BIN)/perflake run
+	$(BIN)/perflake run $(ARGS)
 
 test: setup
 	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)

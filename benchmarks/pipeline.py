@@ -1,0 +1,215 @@
+"""Benchmarks of the medallion pipeline on this machine (docs/benchmarks.md has the figures).
+
+    .venv/bin/python benchmarks/pipeline.py [--events 300000] [--latency-seconds 60] [--rate 500]
+
+Uses its own topics and lake under state/bench (services must be up: `perflake services up`).
+1. throughput: N events already in Kafka -> bronze -> silver, each layer in one process
+2. storage: bytes of raw JSON vs silver and gold on disk
+3. gold query latency: one service, one metric, last 24 h at 1-minute grain, warm session
+4. latency: the three streams as background jobs; events produced at a steady rate; the
+   time from an event's creation until gold counts it (p50/p95 over one-second cohorts)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from pyspark.sql import functions as F
+
+from perflake import lake
+from perflake.config import load_config
+from perflake.contracts import load_contracts
+from perflake.events import sample_events
+from perflake.kafka import encode_json, ensure_topics, produce
+from perflake.pipeline import runner
+from perflake.pipeline.streams import STARTERS, family_topics
+from perflake.spark import get_spark
+
+CONTRACTS = load_contracts()
+
+
+def bench_environ(name: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERFLAKE__")}
+    env["PERFLAKE__LAKE__ROOT"] = str(Path("state/bench") / name)
+    env["PERFLAKE__METASTORE__ENABLED"] = "false"
+    for family in sorted({c.family for c in CONTRACTS.values()}):
+        env[f"PERFLAKE__KAFKA__TOPICS__{family.upper()}"] = f"perflake.bench.{name}.{family}"
+    return env
+
+
+def produce_all(config, events: list[dict]) -> int:
+    """Send events to their family topics; returns the JSON bytes sent."""
+    by_topic: dict[str, list[tuple[bytes, bytes]]] = {}
+    sent = 0
+    for event in events:
+        value = encode_json(event)
+        sent += len(value)
+        by_topic.setdefault(config.topic(CONTRACTS[(event["event_type"], 1)].family), []).append((event["event_id"].encode(), value))
+    for topic, messages in by_topic.items():
+        produce(config, topic, messages)
+    return sent
+
+
+def directory_bytes(uri: str) -> int:
+    root = Path(uri.removeprefix("file://"))
+    return sum(path.stat().st_size for path in root.rglob("*.parquet"))
+
+
+def throughput_and_storage(count: int) -> dict:
+    name = f"throughput-{int(time.time())}"
+    env = bench_environ(name)
+    config = load_config(environ=env)
+    ensure_topics(config, family_topics(config, CONTRACTS))
+    events = sample_events(count, datetime.now(timezone.utc), seed=61, span=timedelta(hours=1))
+    started = time.monotonic()
+    raw_bytes = produce_all(config, events)
+    print(f"produced {count} events ({raw_bytes / 1e6:.1f} MB JSON) in {time.monotonic() - started:.1f}s")
+    spark = get_spark(config, app_name="perflake-bench")
+    timings = {}
+    for layer in runner.LAYERS:
+        started = time.monotonic()
+        for query in STARTERS[layer](spark, config, CONTRACTS, available_now=True):
+            query.awaitTermination()
+        timings[layer] = time.monotonic() - started
+        print(f"{layer}: {timings[layer]:.1f}s ({count / timings[layer]:,.0f} events/s)")
+    silver_bytes = sum(directory_bytes(lake.table_path(config, "silver", t)) for t in {c.silver_table for c in CONTRACTS.values()})
+    gold_bytes = directory_bytes(f"{config.lake.root}/gold")
+    result = {
+        "events": count,
+        "raw_json_bytes": raw_bytes,
+        "bronze_s": round(timings["bronze"], 1),
+        "silver_s": round(timings["silver"], 1),
+        "gold_s": round(timings["gold"], 1),
+        "kafka_to_silver_events_per_s": round(count / (timings["bronze"] + timings["silver"])),
+        "silver_bytes": silver_bytes,
+        "gold_bytes": gold_bytes,
+        "silver_saving_pct": round(100 * (1 - silver_bytes / raw_bytes), 1),
+        "gold_saving_pct": round(100 * (1 - gold_bytes / raw_bytes), 1),
+    }
+    result.update(query_latency(spark, config))
+    spark.stop()
+    shutil.rmtree(Path(config.lake.root.removeprefix("file://")), ignore_errors=True)
+    return result
+
+
+def query_latency(spark, config, repeats: int = 50) -> dict:
+    """A day of 1-minute rollups for 3 services x 6 metrics x 2 hosts, then the dashboard query."""
+    end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    minutes = spark.range(24 * 60).select((F.lit(end) - F.expr("make_dt_interval(0, 0, CAST(id AS INT), 0)")).alias("window_at"))
+    series = spark.createDataFrame(
+        [(m, s, h) for m in ("response_time_ms", "cpu_percent", "memory_used_bytes", "gc_pause_ms", "throughput_rps", "error_count")
+         for s in ("ws2-protocol-engine", "ws3-account-management", "ws4-market-integration") for h in ("app-1", "app-2")],
+        "metric STRING, service STRING, host STRING",
+    )
+    rows = minutes.crossJoin(series).select(
+        "metric", "service", F.lit(None).cast("string").alias("endpoint"), "host", "window_at", F.lit("ms").alias("unit"),
+        F.lit(60).cast("long").alias("n_samples"), *(F.rand().alias(c) for c in ("sum_value", "min_value", "max_value", "mean_value", "p50_value", "p95_value", "p99_value")),
+        F.lit(0).cast("long").alias("n_errors"), F.lit(0.0).alias("error_rate"), F.lit(1.0).alias("samples_per_s"),
+        F.to_date("window_at").alias("window_date"), F.current_timestamp().alias("updated_at"),
+    )
+    path = f"{config.lake.root}/bench/rollups_day"
+    rows.write.format("delta").mode("overwrite").partitionBy("window_date").save(path)
+    query = (
+        f"SELECT window_at, sum(n_samples) AS n, max(p95_value) AS p95 FROM delta.`{path}` "
+        f"WHERE service = 'ws4-market-integration' AND metric = 'response_time_ms' "
+        f"AND window_at >= TIMESTAMP'{(end - timedelta(hours=24)).isoformat()}' "
+        f"AND window_date >= DATE'{(end - timedelta(hours=24)).date().isoformat()}' GROUP BY window_at ORDER BY window_at"
+    )
+    for _ in range(5):  # warm-up
+        spark.sql(query).collect()
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fetched = spark.sql(query).collect()
+        seconds.append(time.perf_counter() - started)
+    seconds.sort()
+    print(f"gold query ({len(fetched)} rows): p50 {seconds[len(seconds) // 2] * 1000:.0f} ms, p95 {seconds[int(len(seconds) * 0.95)] * 1000:.0f} ms")
+    return {"query_rows": len(fetched), "query_p50_ms": round(seconds[len(seconds) // 2] * 1000), "query_p95_ms": round(seconds[int(len(seconds) * 0.95)] * 1000)}
+
+
+def end_to_end_latency(seconds: int, rate: int) -> dict:
+    name = f"latency-{int(time.time())}"
+    env = bench_environ(name)
+    config = load_config(environ=env)
+    ensure_topics(config, family_topics(config, CONTRACTS))
+    runner.start(config, environ=env)
+    spark = get_spark(config, app_name="perflake-bench-latency")
+    try:
+        wait_streams_ready(config)
+        cohorts = []  # (created_at, cumulative metric events)
+        total = 0
+        for second in range(seconds):
+            batch = sample_events(rate, datetime.now(timezone.utc), seed=1000 + second, span=timedelta(milliseconds=1))
+            for event in batch:
+                event["event_at"] = datetime.now(timezone.utc).isoformat()
+            created = time.time()
+            produce_all(config, batch)
+            total += sum(1 for e in batch if e["event_type"] == "metric")
+            cohorts.append((created, total))
+            time.sleep(max(0.0, 1 - (time.time() - created)))
+        seen = []  # (time, gold sample count)
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            count = gold_count(spark, config)
+            seen.append((time.time(), count))
+            if count >= total:
+                break
+            time.sleep(0.5)
+    finally:
+        runner.stop(config)
+        spark.stop()
+    latencies = []
+    for created, cumulative in cohorts:
+        arrival = next((t for t, count in seen if count >= cumulative), None)
+        if arrival is not None:
+            latencies.append(max(0.0, arrival - created))
+    latencies.sort()
+    result = {
+        "latency_cohorts": len(cohorts),
+        "latency_cohorts_seen": len(latencies),
+        "latency_p50_s": round(statistics.median(latencies), 1) if latencies else None,
+        "latency_p95_s": round(latencies[int(len(latencies) * 0.95)], 1) if latencies else None,
+    }
+    print(f"event -> gold latency: {result}")
+    return result
+
+
+def gold_count(spark, config) -> int:
+    if not lake.table_exists(spark, config, "gold", "metric_rollups_1m"):
+        return 0
+    return lake.read_table(spark, config, "gold", "metric_rollups_1m").agg(F.coalesce(F.sum("n_samples"), F.lit(0))).first()[0]
+
+
+def wait_streams_ready(config, timeout_s: float = 300) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        statuses = runner.status(config)
+        if all(item.streams for item in statuses):
+            return
+        if any(item.state == "dead" for item in statuses):
+            raise RuntimeError(f"a pipeline job died; see {[str(i.log_file) for i in statuses]}")
+        time.sleep(2)
+    raise RuntimeError("the pipeline jobs did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--latency-seconds", type=int, default=60)
+    parser.add_argument("--rate", type=int, default=500)
+    args = parser.parse_args()
+    results = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count()}
+    results.update(throughput_and_storage(args.events))
+    results.update(end_to_end_latency(args.latency_seconds, args.rate))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
