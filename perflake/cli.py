@@ -220,7 +220,10 @@ def show_gold(config) -> None:
     for table, query in GOLD_PREVIEW.items():
         print(f"gold.{table}:")
         spark.sql(query.format(table=f"delta.`{table_path(config, 'gold', table)}`")).show(truncate=False)
-    print(f"query any gold table with Spark SQL, e.g. SELECT * FROM delta.`{table_path(config, 'gold', 'metric_rollups_1m')}`")
+    if config.metastore.enabled:
+        print('query gold by name: perflake sql -e "SELECT * FROM gold.metric_rollups_1m LIMIT 10"  (JDBC: perflake sql-server start)')
+    else:
+        print(f"query gold with Spark SQL: SELECT * FROM delta.`{table_path(config, 'gold', 'metric_rollups_1m')}`")
     spark.stop()
 
 

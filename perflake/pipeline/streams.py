@@ -2,8 +2,9 @@
 
 - bronze: Kafka (every family topic) -> bronze.events, Delta's streaming sink (exactly once).
 - silver: bronze.events -> one silver table per event type + silver.quarantine, in
-  ``SilverBatch.process_batch``; inserts skip event_ids already stored, and every write
-  carries (stream, batch id) so a replayed batch writes nothing twice.
+  ``SilverBatch.process_batch``; inserts skip event_ids already stored (so a replayed batch
+  inserts nothing), and the quarantine append carries (stream, batch id) as Delta's
+  transaction id (so a replayed batch appends nothing).
 - gold: silver tables -> gold tables; each batch's affected keys are rebuilt from silver
   and upserted (``refresh``), so the result depends only on silver's content.
 
