@@ -29,6 +29,11 @@ class GoldTable:
     partition_column: str
 
 
+def count_where(condition: Column, name: str) -> Column:
+    """How many rows of the group meet ``condition`` (nulls do not count)."""
+    return F.count(F.when(condition, 1)).alias(name)
+
+
 def trade_date(timezone: str) -> Column:
     """The trading day of an event: its date in the trading venue's time zone."""
     return F.to_date(F.from_utc_timestamp("event_at", timezone))
@@ -52,7 +57,7 @@ def metric_rollups(metrics: DataFrame, unit: str, accuracy: int) -> DataFrame:
         F.max("value").alias("max_value"),
         F.avg("value").alias("mean_value"),
         *percentiles("value", accuracy, "value"),
-        F.count(F.when(F.col("is_error"), 1)).alias("n_errors"),
+        count_where(F.col("is_error"), "n_errors"),
     )
     return rolled.select(
         "*",
@@ -71,7 +76,7 @@ def market_data_latency(market_data: DataFrame, accuracy: int) -> DataFrame:
         F.sum("interval_ms").alias("sum_interval_ms"),
         *percentiles("latency_ms", accuracy, "latency_ms"),
         F.max("latency_ms").alias("max_latency_ms"),
-        F.count(F.when(F.col("is_stale"), 1)).alias("n_stale_samples"),
+        count_where(F.col("is_stale"), "n_stale_samples"),
         F.sum(F.coalesce("gap_count", F.lit(0))).alias("n_gaps"),
     )
     return rolled.select(
@@ -120,9 +125,9 @@ def account_performance_daily(snapshots: DataFrame, operations: DataFrame, timez
         operations.withColumn("trade_date", day)
         .groupBy("account_id", "trade_date")
         .agg(
-            F.count(F.when(F.col("operation") == "fork", 1)).alias("n_forks"),
-            F.count(F.when(F.col("operation") == "merge", 1)).alias("n_merges"),
-            F.count(F.when(F.col("operation") == "reinvest", 1)).alias("n_reinvestments"),
+            count_where(F.col("operation") == "fork", "n_forks"),
+            count_where(F.col("operation") == "merge", "n_merges"),
+            count_where(F.col("operation") == "reinvest", "n_reinvestments"),
             F.sum(F.when(F.col("operation") == "reinvest", F.col("amount_usd")).otherwise(0.0)).alias("reinvested_usd"),
         )
     )
@@ -143,7 +148,7 @@ def strategy_effectiveness_daily(orders: DataFrame, fills: DataFrame, timezone: 
         .agg(
             F.count("*").alias("n_fills"),
             F.count("realized_pnl_usd").alias("n_closing_fills"),
-            F.count(F.when(F.col("realized_pnl_usd") > 0, 1)).alias("n_winning_fills"),
+            count_where(F.col("realized_pnl_usd") > 0, "n_winning_fills"),
             F.sum("realized_pnl_usd").alias("realized_pnl_usd"),
             F.avg("realized_pnl_usd").alias("mean_pnl_usd"),
             F.avg("slippage_bps").alias("mean_slippage_bps"),
@@ -155,8 +160,8 @@ def strategy_effectiveness_daily(orders: DataFrame, fills: DataFrame, timezone: 
         orders.withColumn("trade_date", day)
         .groupBy("strategy", "trade_date")
         .agg(
-            F.count(F.when(F.col("status") == "submitted", 1)).alias("n_orders"),
-            F.count(F.when(F.col("status") == "rejected", 1)).alias("n_rejected"),
+            count_where(F.col("status") == "submitted", "n_orders"),
+            count_where(F.col("status") == "rejected", "n_rejected"),
         )
         .withColumn("reject_rate", F.col("n_rejected") / F.nullif(F.col("n_orders"), F.lit(0)))
     )
@@ -169,17 +174,16 @@ def strategy_effectiveness_daily(orders: DataFrame, fills: DataFrame, timezone: 
 
 def protocol_effectiveness_daily(decisions: DataFrame, timezone: str, accuracy: int) -> DataFrame:
     """silver.protocol_decisions -> one row per decision type per trading day."""
-    counted = lambda condition, name: F.count(F.when(condition, 1)).alias(name)  # noqa: E731
     rolled = (
         decisions.withColumn("trade_date", trade_date(timezone))
         .groupBy("decision", "trade_date")
         .agg(
             F.count("*").alias("n_decisions"),
-            counted(F.col("outcome") == "profit", "n_profit"),
-            counted(F.col("outcome") == "loss", "n_loss"),
-            counted(F.col("outcome") == "pending", "n_pending"),
-            counted(F.col("is_human_override"), "n_overrides"),
-            counted(F.col("is_compliant"), "n_compliant"),
+            count_where(F.col("outcome") == "profit", "n_profit"),
+            count_where(F.col("outcome") == "loss", "n_loss"),
+            count_where(F.col("outcome") == "pending", "n_pending"),
+            count_where(F.col("is_human_override"), "n_overrides"),
+            count_where(F.col("is_compliant"), "n_compliant"),
             F.sum("pnl_usd").alias("pnl_usd"),
             *percentiles("decision_latency_ms", accuracy, "decision_latency_ms"),
             F.percentile_approx("approval_latency_ms", 0.5, accuracy).alias("p50_approval_latency_ms"),
