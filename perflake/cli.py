@@ -198,7 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         caught_up = live.wait_until_caught_up(config, produced, args.timeout, lambda line: print(line, flush=True))
     except KeyboardInterrupt:
         print("interrupted: stopping what this run started", file=sys.stderr)
-        runner.stop(config)
+        runner.stop(config, layers=tuple(started_layers))
         services.down(config, only=started_services)
         raise
     if not caught_up:

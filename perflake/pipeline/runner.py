@@ -144,9 +144,9 @@ def start(config: Config, layers: tuple[str, ...] = LAYERS, environ: dict[str, s
     return started
 
 
-def stop(config: Config, timeout_s: float = 60) -> list[str]:
-    """Stop every running layer (gold first, so it never reads a half-stopped silver)."""
-    return [layer for layer in reversed(LAYERS) if process_of(config, layer).stop(timeout_s)]
+def stop(config: Config, layers: tuple[str, ...] = LAYERS, timeout_s: float = 60) -> list[str]:
+    """Stop the running layers among ``layers`` (gold first, so it never reads a half-stopped silver)."""
+    return [layer for layer in reversed(LAYERS) if layer in layers and process_of(config, layer).stop(timeout_s)]
 
 
 @dataclass(frozen=True)

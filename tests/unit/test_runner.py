@@ -1,0 +1,35 @@
+import sys
+
+from perflake.pipeline import runner
+from tests.support import make_config
+
+
+def test_stop_stops_only_the_layers_named(tmp_path):
+    config = make_config("local", tmp_path)
+    for layer in ("bronze", "silver"):
+        runner.process_of(config, layer).start([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert runner.stop(config, layers=("silver",), timeout_s=5) == ["silver"]
+        assert {item.layer: item.state for item in runner.status(config)} == {"bronze": "running", "silver": "stopped", "gold": "stopped"}
+    finally:
+        runner.stop(config, timeout_s=5)
+
+
+def test_status_reads_each_streams_progress(tmp_path):
+    config = make_config("local", tmp_path)
+    runner.progress_file(config, "gold").parent.mkdir(parents=True)
+    runner.progress_file(config, "gold").write_text('{"streams": {"gold_metric_rollups_1m": {"batch_id": 4, "idle": true}}}')
+    gold = {item.layer: item for item in runner.status(config)}["gold"]
+    assert gold.streams == {"gold_metric_rollups_1m": {"batch_id": 4, "idle": True}}
+
+
+def test_query_summary_reports_backlog_and_rates():
+    progress = {
+        "batchId": 7, "timestamp": "2026-11-24T07:00:00.000Z", "numInputRows": 500, "inputRowsPerSecond": 250.04,
+        "processedRowsPerSecond": 1000.0, "durationMs": {"triggerExecution": 480},
+        "sources": [{"metrics": {"maxOffsetsBehindLatest": "12", "avgOffsetsBehindLatest": "3.0"}}],
+    }
+    assert runner.query_summary(progress) == {
+        "batch_id": 7, "batch_at": "2026-11-24T07:00:00.000Z", "input_rows": 500, "input_rows_per_s": 250.0,
+        "processed_rows_per_s": 1000.0, "batch_ms": 480, "behind": {"maxOffsetsBehindLatest": 12},
+    }
