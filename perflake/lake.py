@@ -94,14 +94,14 @@ def ensure_table(spark: SparkSession, config: Config, layer: str, table: str, sc
     from delta.tables import DeltaTable
 
     path = table_path(config, layer, table)
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not table_exists(spark, config, layer, table):
         from delta.exceptions import DeltaConcurrentModificationException
 
         try:
             spark.createDataFrame([], schema).write.format("delta").mode("append").partitionBy(*partition_by).save(path)
             return
         except DeltaConcurrentModificationException:
-            if not DeltaTable.isDeltaTable(spark, path):
+            if not table_exists(spark, config, layer, table):
                 raise
             # another job created it first: carry on and add any columns it lacks
     existing = set(DeltaTable.forPath(spark, path).toDF().schema.fieldNames())

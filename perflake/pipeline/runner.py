@@ -161,17 +161,11 @@ def status(config: Config) -> list[LayerStatus]:
     statuses = []
     for layer in LAYERS:
         process = process_of(config, layer)
-        if process.is_running():
-            state = "running"
-        elif process.pid() is not None:
-            state = "dead"
-        else:
-            state = "stopped"
         try:
             streams = json.loads(progress_file(config, layer).read_text())["streams"]
         except (FileNotFoundError, ValueError, KeyError):
             streams = {}
-        statuses.append(LayerStatus(layer, state, streams, process.log_file))
+        statuses.append(LayerStatus(layer, process.state(), streams, process.log_file))
     return statuses
 
 

@@ -15,6 +15,7 @@ committed it, in bronze until silver has, in silver until gold has.
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -53,8 +54,17 @@ def start_bronze(spark: SparkSession, config: Config, contracts, available_now: 
     return [lake.append_stream(rows, config, "bronze", bronze.TABLE, "bronze_events", available_now, [bronze.PARTITION_COLUMN])]
 
 
+def empty_bronze(spark: SparkSession) -> DataFrame:
+    """Bronze rows of no message: what the tables' schemas are derived from."""
+    return bronze.bronze_rows(spark.createDataFrame([], KAFKA_SOURCE_DDL))
+
+
+def union_all(frames: list[DataFrame], allow_missing_columns: bool = False) -> DataFrame:
+    return functools.reduce(lambda left, right: left.unionByName(right, allowMissingColumns=allow_missing_columns), frames)
+
+
 def ensure_bronze_table(spark: SparkSession, config: Config) -> None:
-    schema = bronze.bronze_rows(spark.createDataFrame([], KAFKA_SOURCE_DDL)).schema
+    schema = empty_bronze(spark).schema
     lake.ensure_table(spark, config, "bronze", bronze.TABLE, schema, [bronze.PARTITION_COLUMN])
 
 
@@ -64,14 +74,11 @@ def validated(bronze_rows: DataFrame, contracts, validation: silver.ValidationLi
 
 def silver_schemas(spark: SparkSession, contracts, validation: silver.ValidationLimits) -> dict[str, StructType]:
     """Each silver table's schema, derived by running the transforms on an empty batch."""
-    empty = validated(bronze.bronze_rows(spark.createDataFrame([], KAFKA_SOURCE_DDL)), contracts, validation)
+    empty = validated(empty_bronze(spark), contracts, validation)
     schemas = {QUARANTINE_TABLE: silver.quarantine_rows(empty).schema}
     for table, versions in silver_tables(contracts).items():
         frames = [silver.silver_rows(silver.type_payloads(empty, contract, validation), contract) for contract in versions]
-        merged = frames[0]
-        for frame in frames[1:]:
-            merged = merged.unionByName(frame, allowMissingColumns=True)
-        schemas[table] = merged.schema
+        schemas[table] = union_all(frames, allow_missing_columns=True).schema
     return schemas
 
 
@@ -123,9 +130,7 @@ class SilverBatch:
 
             with ThreadPoolExecutor(max_workers=self.parallel_writes) as pool:
                 list(pool.map(write, present))  # list() re-raises the first failure
-            quarantine = silver.quarantine_rows(rows)
-            for frame in typed.values():
-                quarantine = quarantine.unionByName(silver.quarantine_rows(frame))
+            quarantine = union_all([silver.quarantine_rows(frame) for frame in [rows, *typed.values()]])
             if not quarantine.isEmpty():
                 lake.append(quarantine, self.config, "silver", QUARANTINE_TABLE, (f"{self.stream}:{QUARANTINE_TABLE}", batch_id))
         finally:
@@ -172,10 +177,7 @@ def start_gold(spark: SparkSession, config: Config, contracts, available_now: bo
     lake.register_tables(spark, config, "gold", [table.name for table in tables])
     queries = []
     for table in tables:
-        changes = [affected_keys(lake.read_stream(spark, config, "silver", source), table) for source in table.sources]
-        union = changes[0]
-        for change in changes[1:]:
-            union = union.unionByName(change)
+        union = union_all([affected_keys(lake.read_stream(spark, config, "silver", source), table) for source in table.sources])
         stream = f"gold_{table.name}"
         process = lambda keys, _batch_id, t=table: refresh(keys, keys.sparkSession, config, t)  # noqa: E731
         queries.append(lake.foreach_batch_stream(union, config, stream, process, available_now))

@@ -70,12 +70,12 @@ def status(config: Config) -> list[ServiceStatus]:
     statuses = []
     for service in all_services(config):
         processes = [process for process, _ in service.processes]
-        running = [process.is_running() for process in processes]
-        if all(running):
+        states = [process.state() for process in processes]
+        if all(state == "running" for state in states):
             state = "running" if service.is_healthy() else "starting"
             detail = service.describe()
-        elif any(process.pid() is not None for process in processes):
-            dead = [process for process, alive in zip(processes, running) if not alive]
+        elif any(state != "stopped" for state in states):  # some ran: the rest died
+            dead = [process for process, process_state in zip(processes, states) if process_state != "running"]
             state = "dead"
             detail = "; ".join(f"{p.name} exited (log {p.log_file})" for p in dead) + " -- `perflake services up` restarts it"
         else:

@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape
 
 from perflake.config import Config
 from perflake.jars import classpath
-from perflake.services.process import ManagedProcess, java_executable, run_tool
+from perflake.services.process import ManagedProcess, java_command, run_tool
 
 _LOG4J = """\
 log4j.rootLogger=INFO,console
@@ -123,9 +123,8 @@ class HdfsService:
         return beans[0] if beans else None
 
     def _java(self, main_class: str, heap: str | None = None) -> list[str]:
-        memory = [f"-Xms{heap}", f"-Xmx{heap}"] if heap else []
         cp = f"{self.home / 'conf'}:{self.home / 'resources'}:{classpath(self.config, 'hdfs')}"
-        return [java_executable(), *memory, "-Djava.awt.headless=true", "-cp", cp, main_class]
+        return java_command(main_class, cp, heap)
 
 
 def _hadoop_xml(properties: dict[str, str]) -> str:

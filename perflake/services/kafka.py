@@ -11,7 +11,7 @@ import uuid
 
 from perflake.config import Config
 from perflake.jars import classpath
-from perflake.services.process import ManagedProcess, java_executable, port_is_open, run_tool
+from perflake.services.process import ManagedProcess, java_command, port_is_open, run_tool
 
 _LOG4J2 = """\
 rootLogger.level = INFO
@@ -112,14 +112,5 @@ class KafkaService:
         return f"Kafka broker (KRaft) at {self.bootstrap}, data in {self.home / 'data'}"
 
     def _java(self, main_class: str, heap: str | None = None) -> list[str]:
-        memory = [f"-Xms{heap}", f"-Xmx{heap}"] if heap else []
-        return [
-            java_executable(),
-            *memory,
-            "-XX:+UseG1GC",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
-            "-cp",
-            classpath(self.config, "kafka"),
-            main_class,
-        ]
+        options = ("-XX:+UseG1GC", f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}")
+        return java_command(main_class, classpath(self.config, "kafka"), heap, options)

@@ -10,7 +10,7 @@ import subprocess
 
 from perflake.config import Config
 from perflake.jars import classpath
-from perflake.services.process import ManagedProcess, java_executable, port_is_open
+from perflake.services.process import ManagedProcess, java_command, port_is_open
 
 MAIN_CLASS = "org.apache.derby.drda.NetworkServerControl"
 
@@ -37,12 +37,7 @@ class MetastoreService:
 
     def command_for(self, main_class: str, action: str = "start") -> list[str]:
         return [
-            java_executable(),
-            "-Xmx256m",
-            f"-Dderby.system.home={self.home}",
-            "-cp",
-            classpath(self.config, "metastore"),
-            main_class,
+            *java_command(main_class, classpath(self.config, "metastore"), "256m", (f"-Dderby.system.home={self.home}",)),
             action,
             "-h",
             self.settings.host,

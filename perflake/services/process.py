@@ -36,6 +36,12 @@ def java_executable() -> str:
     return found
 
 
+def java_command(main_class: str, classpath: str, heap: str | None = None, options: tuple[str, ...] = ()) -> list[str]:
+    """``java`` for a service JVM: fixed heap when given, headless, extra ``-D``/``-XX`` options."""
+    memory = [f"-Xms{heap}", f"-Xmx{heap}"] if heap else []
+    return [java_executable(), *memory, "-Djava.awt.headless=true", *options, "-cp", classpath, main_class]
+
+
 def port_is_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
@@ -104,6 +110,12 @@ class ManagedProcess:
         except PermissionError:
             return True
         return not _is_zombie(pid)
+
+    def state(self) -> str:
+        """running; dead (its pid file outlived it: it exited without being stopped); or stopped."""
+        if self.is_running():
+            return "running"
+        return "dead" if self.pid() is not None else "stopped"
 
     def start(self, command: list[str], env: dict[str, str] | None = None) -> int:
         """Start detached; ``env`` replaces this process's environment when given."""
