@@ -152,20 +152,32 @@ def affected_keys(silver_rows: DataFrame, table: gold.GoldTable) -> DataFrame:
 
 
 def refresh(keys: DataFrame, spark: SparkSession, config: Config, table: gold.GoldTable) -> None:
-    """Rebuild the gold rows of ``keys`` from silver and upsert them."""
-    dates = sorted(row.event_date for row in keys.select("event_date").distinct().collect())
-    if not dates:
-        return
-    # a trading day spans two UTC dates, so read one day either side of the batch's dates
-    window = sorted({d + timedelta(days=offset) for d in dates for offset in (-1, 0, 1)})
-    wanted = keys.drop("event_date").distinct()
-    inputs = []
-    for source in table.sources:
-        rows = lake.read_table(spark, config, "silver", source).filter(F.col("event_date").isin(window))
-        with_keys = rows.select("*", *[column.alias(f"_key_{name}") for name, column in table.key_columns.items()])
-        condition = [with_keys[f"_key_{name}"].eqNullSafe(wanted[name]) for name in table.keys]
-        inputs.append(with_keys.join(F.broadcast(wanted), condition, "left_semi").drop(*[f"_key_{n}" for n in table.keys]))
-    lake.upsert(table.build(*inputs), config, "gold", table.name, list(table.keys), table.partition_column)
+    """Rebuild the gold rows of ``keys`` from silver and upsert them.
+
+    The batch's keys and the rebuilt rows are each used twice (partition values, then the
+    join or the MERGE); they are cached so silver is read and aggregated once per batch.
+    """
+    wanted = keys.persist()
+    rebuilt = None
+    try:
+        dates = sorted(row.event_date for row in wanted.select("event_date").distinct().collect())
+        if not dates:
+            return
+        # a trading day spans two UTC dates, so read one day either side of the batch's dates
+        window = sorted({d + timedelta(days=offset) for d in dates for offset in (-1, 0, 1)})
+        affected = wanted.drop("event_date").distinct()
+        inputs = []
+        for source in table.sources:
+            rows = lake.read_table(spark, config, "silver", source).filter(F.col("event_date").isin(window))
+            with_keys = rows.select("*", *[column.alias(f"_key_{name}") for name, column in table.key_columns.items()])
+            condition = [with_keys[f"_key_{name}"].eqNullSafe(affected[name]) for name in table.keys]
+            inputs.append(with_keys.join(F.broadcast(affected), condition, "left_semi").drop(*[f"_key_{n}" for n in table.keys]))
+        rebuilt = table.build(*inputs).persist()
+        lake.upsert(rebuilt, config, "gold", table.name, list(table.keys), table.partition_column)
+    finally:
+        if rebuilt is not None:
+            rebuilt.unpersist()
+        wanted.unpersist()
 
 
 def start_gold(spark: SparkSession, config: Config, contracts, available_now: bool = False) -> list[StreamingQuery]:
