@@ -43,6 +43,7 @@ class KafkaConfig:
     security_protocol: str
     request_timeout_ms: int
     topics: dict[str, str]
+    security: dict[str, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +63,7 @@ class PipelineConfig:
     max_offsets_per_trigger: int
     late_after_s: float
     max_future_s: float
-    max_message_bytes: int
+    max_event_bytes: int
     percentile_accuracy: int
     trading_timezone: str
 
@@ -118,6 +119,38 @@ class ServicesConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SpoolConfig:
+    dir: Path
+    max_bytes: int
+    segment_bytes: int
+    full_policy: str
+    fsync_interval_ms: int
+
+
+@dataclasses.dataclass(frozen=True)
+class HostAgentConfig:
+    collectors: dict[str, str]
+    top_processes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    strict: bool
+    transport: str
+    compression: str
+    queue_capacity: int
+    linger_ms: int
+    max_message_bytes: int
+    report_interval_s: float
+    ack_timeout_s: float
+    shutdown_timeout_s: float
+    static_tags: dict[str, str]
+    sampling: dict[str, str]
+    spool: SpoolConfig
+    host: HostAgentConfig
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     profile: str
     project_dir: Path
@@ -129,6 +162,7 @@ class Config:
     hdfs: HdfsConfig
     metastore: MetastoreConfig
     services: ServicesConfig
+    agent: AgentConfig
 
     def topic(self, name: str) -> str:
         """The Kafka topic configured under ``kafka.topics.<name>``."""
@@ -275,4 +309,6 @@ def _resolve_paths(config: Config, project_dir: Path) -> Config:
     root = config.lake.root
     if "://" not in root:
         root = absolute(Path(root)).as_uri()
-    return dataclasses.replace(config, paths=paths, lake=LakeConfig(root=root.rstrip("/")))
+    spool_dir = config.agent.spool.dir if config.agent.spool.dir.is_absolute() else paths.state_dir / config.agent.spool.dir
+    agent = dataclasses.replace(config.agent, spool=dataclasses.replace(config.agent.spool, dir=spool_dir))
+    return dataclasses.replace(config, paths=paths, lake=LakeConfig(root=root.rstrip("/")), agent=agent)

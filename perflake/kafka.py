@@ -3,18 +3,59 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 
-from perflake.config import Config
+from perflake.config import Config, ConfigError
+
+SECURITY_KEYS = ("sasl_mechanism", "sasl_username", "sasl_password_env", "ssl_cafile")
+_JAAS_MODULES = {"PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule"}
+_SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
+
+
+def security(config: Config, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``kafka.security`` checked, with the password read from the variable it names."""
+    settings = dict(config.kafka.security)
+    unknown = sorted(set(settings) - set(SECURITY_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown config key kafka.security.{unknown[0]}; known: {', '.join(SECURITY_KEYS)}")
+    variable = settings.pop("sasl_password_env", None)
+    if variable:
+        environ = os.environ if environ is None else environ
+        if variable not in environ:
+            raise ConfigError(f"kafka.security.sasl_password_env names {variable}, which is not set")
+        settings["sasl_password"] = environ[variable]
+    return settings
 
 
 def client_settings(config: Config) -> dict:
-    return {
+    """kafka-python settings: servers, identity, timeouts and SASL/TLS."""
+    secure = security(config)
+    settings = {
         "bootstrap_servers": config.kafka.bootstrap_servers.split(","),
         "client_id": config.kafka.client_id,
         "security_protocol": config.kafka.security_protocol,
         "request_timeout_ms": config.kafka.request_timeout_ms,
     }
+    names = {"sasl_mechanism": "sasl_mechanism", "sasl_username": "sasl_plain_username", "sasl_password": "sasl_plain_password", "ssl_cafile": "ssl_cafile"}
+    return settings | {names[key]: value for key, value in secure.items()}
+
+
+def spark_options(config: Config) -> dict[str, str]:
+    """The same connection for Spark's Kafka source (Java client property names)."""
+    secure = security(config)
+    options = {"kafka.bootstrap.servers": config.kafka.bootstrap_servers, "kafka.security.protocol": config.kafka.security_protocol}
+    if "sasl_mechanism" in secure:
+        mechanism = secure["sasl_mechanism"]
+        module = _JAAS_MODULES.get(mechanism, _SCRAM_MODULE)
+        options["kafka.sasl.mechanism"] = mechanism
+        options["kafka.sasl.jaas.config"] = (
+            f'{module} required username="{secure.get("sasl_username", "")}" password="{secure.get("sasl_password", "")}";'
+        )
+    if "ssl_cafile" in secure:
+        options["kafka.ssl.truststore.type"] = "PEM"
+        options["kafka.ssl.truststore.location"] = secure["ssl_cafile"]
+    return options
 
 
 def ensure_topics(config: Config, topics: Iterable[str], partitions: int | None = None) -> list[str]:

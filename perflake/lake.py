@@ -15,6 +15,7 @@ from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import StructType
 
 from perflake.config import Config
+from perflake.kafka import spark_options
 
 LAYERS = ("bronze", "silver", "gold")
 
@@ -37,8 +38,7 @@ def read_kafka_stream(spark: SparkSession, config: Config, topics: list[str], ma
     """Spark's own Kafka source over ``topics``, from the earliest offset on first start."""
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", config.kafka.bootstrap_servers)
-        .option("kafka.security.protocol", config.kafka.security_protocol)
+        .options(**spark_options(config))
         .option("subscribe", ",".join(topics))
         .option("startingOffsets", "earliest")
         .option("includeHeaders", "true")

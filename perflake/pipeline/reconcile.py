@@ -1,9 +1,10 @@
-"""Reconciliation: for a time range, prove every message is accounted for, layer by layer.
+"""Reconciliation: for a time range, prove every message and event is accounted for, layer by layer.
 
 1. Kafka -> bronze, per topic partition: the offsets whose Kafka timestamp falls in the range
    must each be in bronze exactly once (no missing, no repeated offsets).
-2. bronze -> silver: each of those bronze rows is in a silver table (by its Kafka
-   coordinates), in silver.quarantine, or is a repeat of an event_id silver already holds.
+2. bronze -> silver: each event of those bronze rows (a message may hold a batch) is in a
+   silver table (by its Kafka coordinates and batch index), in silver.quarantine, or is a
+   repeat of an event_id silver already holds.
 3. silver -> gold: for whole minutes inside the range (by event time), gold's sample counts
    equal the silver rows they roll up.
 """
@@ -20,6 +21,7 @@ from perflake import lake
 from perflake.config import Config
 from perflake.contracts import silver_tables
 from perflake.kafka import client_settings
+from perflake.pipeline import silver
 from perflake.pipeline.streams import QUARANTINE_TABLE, family_topics
 
 # gold table -> (silver table, gold column that counts silver rows)
@@ -79,13 +81,13 @@ def kafka_to_bronze(bronze: DataFrame, offsets: dict[tuple[str, int], tuple[int,
 
 
 def bronze_to_silver(spark: SparkSession, config: Config, contracts, in_range: DataFrame) -> Check:
-    coordinates = ["kafka_topic", "kafka_partition", "kafka_offset"]
+    coordinates = ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_batch_index"]
     stored = None
     for table in silver_tables(contracts):
         frame = lake.read_table(spark, config, "silver", table).select(*coordinates, "event_id")
         stored = frame if stored is None else stored.unionByName(frame)
     quarantined = lake.read_table(spark, config, "silver", QUARANTINE_TABLE).select(*coordinates)
-    messages = in_range.select(*coordinates, F.get_json_object(F.col("value").cast("string"), "$.event_id").alias("event_id"))
+    messages = silver.split_events(in_range).select(*coordinates, F.get_json_object("_event_text", "$.event_id").alias("event_id"))
     unaccounted = (
         messages.join(stored.select(*coordinates), coordinates, "left_anti")
         .join(quarantined, coordinates, "left_anti")

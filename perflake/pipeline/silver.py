@@ -1,9 +1,15 @@
 """Silver: parse bronze messages against the event contracts, validate, quarantine, type.
 
-All functions here are DataFrame -> DataFrame with explicit parameters. Every bronze row
-ends in exactly one place: a silver table (valid) or ``silver.quarantine`` with every
-reason it failed, its raw bytes and its Kafka coordinates. Nothing is dropped, except a
-second copy of an event already seen (same ``event_id``), which is the point of silver.
+A Kafka message holds one envelope (a JSON object) or a batch of them (a JSON array, as the
+agents send: many events per message is what lets one Python process produce tens of
+thousands of events a second). Each event of a message is a row with its position in the
+message, ``kafka_batch_index``.
+
+All functions here are DataFrame -> DataFrame with explicit parameters. Every event ends in
+exactly one place: a silver table (valid) or ``silver.quarantine`` with every reason it
+failed, its raw bytes and its Kafka coordinates. A message that is not JSON, or an empty
+batch, is quarantined whole. Nothing is dropped, except a second copy of an event already
+seen (same ``event_id``), which is the point of silver.
 """
 
 from __future__ import annotations
@@ -24,26 +30,51 @@ ENVELOPE_TEXT_DDL = (
     "event_at STRING, tags MAP<STRING, STRING>, payload STRING"
 )
 REQUIRED_ENVELOPE_FIELDS = ("event_id", "schema_version", "event_type", "source.service", "source.host", "event_at", "payload")
-KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_at", "ingested_at")
+KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_batch_index", "kafka_at", "ingested_at")
 ENVELOPE_COLUMNS = ("event_id", "schema_version", "event_type", "service", "component", "host", "instance", "sequence", "event_at", "tags")
 
 
 @dataclass(frozen=True)
 class ValidationLimits:
-    max_message_bytes: int
+    max_event_bytes: int
     max_future_s: float
     late_after_s: float
 
 
-def parse_envelopes(bronze: DataFrame) -> DataFrame:
-    """Bronze rows -> one row per message with the envelope's fields typed (nulls where invalid)."""
+def split_events(bronze: DataFrame) -> DataFrame:
+    """Bronze rows (one per message) -> one row per event: ``raw_value`` (its bytes),
+    ``kafka_batch_index`` (its position in the message), ``batch_size`` (events in the
+    message; 0 for an empty batch, which stays as one row so that it is quarantined)."""
     text = F.col("value").cast("string")
+    batch = F.from_json(text, "ARRAY<STRING>")  # each element's raw JSON text
+    is_batch = F.json_array_length(text).isNotNull()
+    events = bronze.select(
+        "*",
+        is_batch.alias("_is_batch"),
+        F.when(is_batch, F.size(batch)).otherwise(F.lit(1)).alias("batch_size"),
+        F.posexplode_outer(F.when(is_batch, batch).otherwise(F.array(text))).alias("kafka_batch_index", "_event_text"),
+    )
+    return events.select(
+        "*",
+        # a single message keeps its exact bytes (even invalid UTF-8); an empty batch is itself
+        F.when(F.col("_is_batch") & F.col("_event_text").isNotNull(), F.encode("_event_text", "UTF-8"))
+        .otherwise(F.col("value"))
+        .alias("raw_value"),
+        F.coalesce("kafka_batch_index", F.lit(0)).alias("_index"),
+    ).drop("kafka_batch_index").withColumnRenamed("_index", "kafka_batch_index")
+
+
+def parse_envelopes(bronze: DataFrame) -> DataFrame:
+    """Bronze rows -> one row per event with the envelope's fields typed (nulls where invalid)."""
+    events = split_events(bronze)
+    text = F.col("_event_text")
     # from_json turns some malformed input into a struct of nulls; json_object_keys is null
     # for anything but a valid JSON object, so only objects get an envelope
     envelope = F.when(F.json_object_keys(text).isNotNull(), F.from_json(text, ENVELOPE_TEXT_DDL))
-    return bronze.select(
-        F.col("value").alias("raw_value"),
-        F.octet_length("value").alias("message_bytes"),
+    return events.select(
+        "raw_value",
+        F.octet_length("raw_value").alias("event_bytes"),
+        "batch_size",
         envelope.alias("envelope"),
         *KAFKA_COLUMNS,
     ).select(
@@ -66,10 +97,11 @@ def envelope_problems(parsed: DataFrame, limits: ValidationLimits, known: list[t
     """Adds ``problems``: every reason the envelope is invalid (empty when it is fine)."""
     has_envelope = F.col("envelope").isNotNull()
     checks = [
-        (F.col("envelope").isNull(), F.lit("not a JSON object")),
+        (F.col("batch_size") == 0, F.lit("an empty batch: a JSON array with no events")),
+        ((F.col("batch_size") > 0) & F.col("envelope").isNull(), F.lit("not a JSON object")),
         (
-            F.col("message_bytes") > limits.max_message_bytes,
-            F.format_string(f"message is %d bytes; the limit is {limits.max_message_bytes}", F.col("message_bytes")),
+            F.col("event_bytes") > limits.max_event_bytes,
+            F.format_string(f"event is %d bytes; the limit is {limits.max_event_bytes}", F.col("event_bytes")),
         ),
     ]
     checks += [(has_envelope & F.col(f"envelope.{name}").isNull(), F.lit(f"envelope.{name} is missing")) for name in REQUIRED_ENVELOPE_FIELDS]
@@ -144,7 +176,7 @@ def type_payloads(envelopes: DataFrame, contract: EventContract, limits: Validat
 def silver_rows(typed: DataFrame, contract: EventContract) -> DataFrame:
     """Valid typed rows -> the silver table's columns, one row per event_id (first by Kafka position)."""
     valid = typed.filter(F.size("problems") == 0)
-    first = Window.partitionBy("event_id").orderBy("ingested_at", "kafka_topic", "kafka_partition", "kafka_offset")
+    first = Window.partitionBy("event_id").orderBy("ingested_at", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_batch_index")
     columns = [*ENVELOPE_COLUMNS, *(field.name for field in contract.fields), "event_date", "lateness_s", "is_late", *KAFKA_COLUMNS]
     return valid.withColumn("_copy", F.row_number().over(first)).filter("_copy = 1").select(*columns)
 
@@ -159,7 +191,7 @@ def quarantine_rows(rows: DataFrame) -> DataFrame:
         F.col("envelope.schema_version").alias("schema_version"),
         "raw_value",
         F.make_valid_utf8(F.col("raw_value").cast("string")).alias("raw_text"),
-        "message_bytes",
+        "event_bytes",
         *KAFKA_COLUMNS,
         F.current_timestamp().alias("quarantined_at"),
         F.to_date("ingested_at").alias("quarantine_date"),

@@ -43,7 +43,7 @@ def family_topics(config: Config, contracts: dict[tuple[str, int], EventContract
 
 def limits(config: Config) -> silver.ValidationLimits:
     p = config.pipeline
-    return silver.ValidationLimits(p.max_message_bytes, p.max_future_s, p.late_after_s)
+    return silver.ValidationLimits(p.max_event_bytes, p.max_future_s, p.late_after_s)
 
 
 def start_bronze(spark: SparkSession, config: Config, contracts, available_now: bool = False) -> list[StreamingQuery]:

@@ -12,7 +12,7 @@ from perflake.pipeline.streams import KAFKA_SOURCE_DDL, validated
 from perflake.pipeline.bronze import bronze_rows
 
 CONTRACTS = load_contracts()
-LIMITS = silver.ValidationLimits(max_message_bytes=2000, max_future_s=300, late_after_s=600)
+LIMITS = silver.ValidationLimits(max_event_bytes=2000, max_future_s=300, late_after_s=600)
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 GOOD_METRIC = {"metric": "response_time_ms", "value": 12.5, "unit": "ms", "kind": "timer", "endpoint": "/orders", "status_code": 200}
 GOOD_FILL = {
@@ -56,7 +56,9 @@ def test_every_contract_has_a_valid_sample(spark, contract):
 
 BAD_INPUTS = [
     ("garbage bytes", b"\xff\xfe not json", ["not a JSON object"]),
-    ("a JSON array", b"[1, 2]", ["not a JSON object"]),
+    ("a batch of numbers", b"[1, 2]", ["not a JSON object"]),
+    ("an empty batch", b"[]", ["an empty batch: a JSON array with no events"]),
+    ("a truncated batch", b"[" + json.dumps(envelope("metric", GOOD_METRIC, "s", "h", NOW)).encode(), ["not a JSON object"]),
     ("missing event_id", encode({k: v for k, v in event().items() if k != "event_id"}), ["envelope.event_id is missing"]),
     ("event_id not a UUID", encode(event(event_id="42")), ["envelope.event_id is not a UUID"]),
     ("schema_version not a number", encode(event(schema_version="one")), ["envelope.schema_version must be an integer"]),
@@ -70,7 +72,7 @@ BAD_INPUTS = [
     ("payload a string like an object", encode(event(payload=None) | {"payload": "{"}), ["envelope.payload is not a JSON object"]),
     ("unknown event type", encode(event(event_type="tweet")), ["unknown event type tweet version 1"]),
     ("unknown version", encode(event(schema_version=9)), ["unknown event type metric version 9"]),
-    ("huge message", encode(event(tags={"blob": "x" * 3000})), [f"message is {len(encode(event(tags={'blob': 'x' * 3000})))} bytes; the limit is 2000"]),
+    ("huge event", encode(event(tags={"blob": "x" * 3000})), [f"event is {len(encode(event(tags={'blob': 'x' * 3000})))} bytes; the limit is 2000"]),
     ("wrong type", encode(event(payload={**GOOD_METRIC, "value": "fast"})), ["payload.value must be number, got fast"]),
     ("missing field", encode(event(payload={k: v for k, v in GOOD_METRIC.items() if k != "unit"})), ["payload.unit is missing"]),
     ("outside the enum", encode(event(payload={**GOOD_METRIC, "unit": "furlongs"})), ["payload.unit is 'furlongs'; expected one of ms, s, bytes, percent, count, per_s, usd, bps, ratio"]),
@@ -104,6 +106,22 @@ def test_quarantine_rows_keep_reason_raw_bytes_and_coordinates(spark):
         "not a JSON object", bytearray(b"\xff oops"), "perflake.metrics.v1", 0, 1,
     )
     assert row.raw_text.endswith(" oops")
+
+
+def test_a_batch_message_is_split_into_its_events(spark):
+    """Agents pack many events per message: each is validated alone and keeps its position."""
+    good, bad, other = event(), event(payload={**GOOD_METRIC, "unit": "furlongs"}), event()
+    batch = b"[" + b",".join(encode(e) for e in (good, bad, other)) + b"]"
+    rows = validated(bronze_of(spark, [encode(event()), batch]), CONTRACTS, LIMITS)
+    contract = CONTRACTS[("metric", 1)]
+    typed = silver.type_payloads(rows, contract, LIMITS)
+    out = silver.silver_rows(typed, contract).collect()
+    assert sorted((r.event_id, r.kafka_offset, r.kafka_batch_index) for r in out if r.kafka_offset == 1) == sorted(
+        [(good["event_id"], 1, 0), (other["event_id"], 1, 2)]
+    )
+    [quarantined] = silver.quarantine_rows(typed).collect()
+    assert (quarantined.event_id, quarantined.kafka_offset, quarantined.kafka_batch_index) == (bad["event_id"], 1, 1)
+    assert json.loads(quarantined.raw_value) == bad
 
 
 def test_silver_keeps_the_first_copy_of_an_event(spark):
