@@ -4,6 +4,9 @@
     perflake services up|down|status    local Kafka broker (and HDFS with --with-hdfs)
     perflake run                        the main job: services and streams up, sample traffic fed, gold shown
     perflake pipeline start|stop|status the bronze, silver and gold streams as background processes
+    perflake agent run|start|stop|status the host agent (system metrics), foreground or as a service
+    perflake agent load FILE            the batch collector: a snapshot file's rows as business events
+    perflake simulate                   the ALL-USE workload with labelled anomalies, through the agents
     perflake smoke                      platform self-test: Kafka -> Spark -> Delta
     perflake submit JOB [ARGS]          spark-submit a job with the profile's settings
     perflake config                     print the resolved configuration
@@ -31,6 +34,11 @@ DEFAULT_RUN_RATE = 1000
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kafka-python logs every failed connection attempt; the agent says once that it spools
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "sql":
@@ -82,6 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
     sql_server.add_argument("action", choices=["start", "stop", "status"])
     sql_server.set_defaults(handler=cmd_sql_server)
 
+    agent = commands.add_parser("agent", help="the host agent (run, start, stop, status) and the batch collector (load)")
+    agent.add_argument("action", choices=["run", "start", "stop", "status", "load"])
+    agent.add_argument("file", nargs="?", type=Path, help="load: the CSV file of snapshots")
+    agent.add_argument("--event-type", default="account_snapshot", help="load: the rows' event type (default %(default)s)")
+    agent.add_argument("--service", default="ws3-account-management", help="load: the service the rows come from (default %(default)s)")
+    agent.add_argument("--at-column", default="event_at", help="load: the column with each row's ISO time (default %(default)s)")
+    agent.add_argument("--force", action="store_true", help="load: send a file again although it was loaded before")
+    agent.set_defaults(handler=cmd_agent)
+
+    simulate = commands.add_parser("simulate", help="drive the ALL-USE workload through the agents, with labelled anomalies")
+    simulate.add_argument("--start", type=_utc_time, help="simulated start, ISO time, UTC if no offset (default: now)")
+    simulate.add_argument("--duration", type=_duration, default=_duration("10m"), help="simulated time, e.g. 90s, 30m, 6h, 5d (default 10m)")
+    simulate.add_argument("--rate", type=_positive_int, default=200, help="mean events per simulated second (default %(default)s)")
+    simulate.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second; 0: as fast as possible (default 1)")
+    simulate.add_argument("--seed", type=int, default=0, help="the same seed gives the same workload and labels (default 0)")
+    simulate.add_argument("--anomalies", type=int, default=8, help="anomalies to inject (default %(default)s, one of each kind)")
+    simulate.add_argument("--labels", type=Path, help="labels CSV (default <state>/simulator/labels-<seed>.csv)")
+    simulate.set_defaults(handler=cmd_simulate)
+
     smoke = commands.add_parser("smoke", help="platform self-test: Kafka -> Spark -> Delta with a throw-away table")
     smoke.add_argument("--events", type=_positive_int, default=DEFAULT_SMOKE_EVENTS, help="events to produce (default %(default)s)")
     smoke.set_defaults(handler=cmd_smoke)
@@ -130,6 +157,85 @@ def cmd_services(args: argparse.Namespace) -> int:
         for item in statuses:
             print(f"{item.name:6} {item.state:8} {item.detail}")
         return 1 if any(item.state == "dead" for item in statuses) else 0
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from perflake.agent import host
+
+    config = get_config()
+    process = host_agent_process(config)
+    if args.action == "run":
+        import signal
+        import threading
+
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        host.run(config, stop, say=lambda line: print(line, flush=True))
+    elif args.action == "start":
+        if process.is_running():
+            print(f"host agent already running (pid {process.pid()})")
+        else:
+            process.start([sys.executable, "-m", "perflake.cli", "agent", "run"])
+            print(f"host agent started (pid {process.pid()}); log {process.log_file}")
+    elif args.action == "stop":
+        print("host agent stopped" if process.stop(config.agent.shutdown_timeout_s + 10) else "host agent was not running")
+    elif args.action == "status":
+        print(f"host agent {process.state()} (log {process.log_file})")
+        return 1 if process.state() == "dead" else 0
+    else:
+        return load_batch(config, args)
+    return 0
+
+
+def host_agent_process(config):
+    from perflake.services.process import ManagedProcess
+
+    return ManagedProcess("host-agent", config.paths.state_dir / "run", config.paths.state_dir / "logs")
+
+
+def load_batch(config, args: argparse.Namespace) -> int:
+    from perflake.agent import Agent
+    from perflake.agent.batch import BatchError, load_file, mark_loaded
+
+    if args.file is None or not args.file.is_file():
+        print(f"perflake: error: agent load needs an existing CSV file, got {args.file}", file=sys.stderr)
+        return 2
+    agent = Agent(args.service, config)
+    try:
+        result = load_file(args.file, args.event_type, agent, at_column=args.at_column, force=args.force)
+    except BatchError as error:
+        print(f"perflake: error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        agent.close()
+    mark_loaded(config, result, args.event_type)
+    stats = agent.stats()
+    where = "sent to Kafka" if not stats["spool_bytes"] else f"spooled in {agent.spool.directory} until Kafka is back"
+    print(f"{result.events} {args.event_type} events from {args.file}: {where}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from perflake.simulator import simulate
+    from perflake.simulator.workload import Workload
+
+    config = get_config()
+    start = (args.start or datetime.now(timezone.utc)).timestamp()
+    workload = Workload(start, args.duration, args.rate, args.seed, args.anomalies, config.pipeline.trading_timezone)
+    labels = args.labels or config.paths.state_dir / "simulator" / f"labels-{args.seed}.csv"
+    print(f"simulating {args.duration:.0f}s from {datetime.fromtimestamp(start, timezone.utc).isoformat()} at ~{args.rate} events/s, "
+          f"{len(workload.anomalies)} anomalies (labels: {labels})")
+
+    def progress(summary, at: float) -> None:
+        print(f"  at {datetime.fromtimestamp(at, timezone.utc):%Y-%m-%d %H:%M:%S}Z: {summary.total} events "
+              f"({summary.total / max(summary.simulated_s, 1):.0f}/simulated s)", flush=True)
+
+    summary = simulate(config, workload, labels, speed=args.speed, on_progress=progress)
+    print(f"done: {summary.total} events in {summary.wall_s:.1f}s wall ({dict(summary.events.most_common())})")
     return 0
 
 
@@ -191,9 +297,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(live.progress_line(produced, runner.status(config)), flush=True)
                 last_line[0] = time.monotonic()
 
-        print(f"feeding {args.events} sample events at {args.rate}/s ...")
-        # a new seed each run: the same seed would repeat event_ids, which silver stores once
-        produced = live.feed(config, contracts, args.events, args.rate, show, seed=time.time_ns())
+        print(f"simulating {args.events} ALL-USE events at {args.rate}/s through the agents ...")
+        produced = live.feed(config, args.events, args.rate, show, seed=time.time_ns() % 2**32)
+        print(f"produced {produced.total} events in {produced.kafka_messages} Kafka messages; injected anomalies: {produced.labels_file}")
         print("waiting for the streams to catch up ...")
         caught_up = live.wait_until_caught_up(config, produced, args.timeout, lambda line: print(line, flush=True))
     except KeyboardInterrupt:
@@ -318,6 +424,17 @@ def _utc_time(text: str):
 
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive duration such as 90s, 30m, 6h or 5d, got {text}")
+    return value
 
 
 def _positive_int(text: str) -> int:

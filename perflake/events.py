@@ -50,7 +50,7 @@ def envelope(
 def sample_events(count: int, end_at: datetime, seed: int = 0, span: timedelta = timedelta(minutes=5)) -> list[dict]:
     """``count`` valid events of every type, spread over ``span`` before ``end_at``."""
     rng = random.Random(seed)
-    makers = [(_metric, 60), (_order, 8), (_fill, 6), (_market_data, 10), (_connection, 1), (_snapshot, 8), (_operation, 2), (_decision, 5)]
+    makers = [(metric_payload, 60), (order_payload, 8), (fill_payload, 6), (market_data_payload, 10), (connection_payload, 1), (snapshot_payload, 8), (operation_payload, 2), (decision_payload, 5)]
     functions, weights = zip(*makers)
     events = []
     for sequence in range(count):
@@ -63,7 +63,7 @@ def sample_events(count: int, end_at: datetime, seed: int = 0, span: timedelta =
     return events
 
 
-def _metric(rng: random.Random) -> tuple[str, str, dict]:
+def metric_payload(rng: random.Random) -> tuple[str, str, dict]:
     service = rng.choice(list(SERVICES))
     if rng.random() < 0.25:
         name, unit, value = rng.choice([("cpu_percent", "percent", rng.uniform(5, 95)), ("memory_used_bytes", "bytes", rng.uniform(1e9, 8e9))])
@@ -80,7 +80,7 @@ def _metric(rng: random.Random) -> tuple[str, str, dict]:
     }
 
 
-def _order(rng: random.Random) -> tuple[str, str, dict]:
+def order_payload(rng: random.Random) -> tuple[str, str, dict]:
     status = rng.choices(["submitted", "accepted", "rejected", "filled"], [40, 30, 5, 25])[0]
     payload = {
         "order_id": f"o-{rng.getrandbits(32):08x}",
@@ -99,7 +99,7 @@ def _order(rng: random.Random) -> tuple[str, str, dict]:
     return "order", "ws4-market-integration", payload
 
 
-def _fill(rng: random.Random) -> tuple[str, str, dict]:
+def fill_payload(rng: random.Random) -> tuple[str, str, dict]:
     expected = round(rng.uniform(1, 10), 2)
     price = round(expected * (1 + rng.gauss(0, 0.002)), 4)
     payload = {
@@ -120,7 +120,7 @@ def _fill(rng: random.Random) -> tuple[str, str, dict]:
     return "fill", "ws4-market-integration", payload
 
 
-def _market_data(rng: random.Random) -> tuple[str, str, dict]:
+def market_data_payload(rng: random.Random) -> tuple[str, str, dict]:
     return "market_data", "ws4-market-integration", {
         "feed": rng.choice(FEEDS),
         "latency_ms": round(rng.lognormvariate(1.0, 0.5), 3),
@@ -131,13 +131,13 @@ def _market_data(rng: random.Random) -> tuple[str, str, dict]:
     }
 
 
-def _connection(rng: random.Random) -> tuple[str, str, dict]:
+def connection_payload(rng: random.Random) -> tuple[str, str, dict]:
     return "connection", "ws4-market-integration", {
         "venue": "ibkr", "connection": "orders", "state": "reconnected", "recovery_ms": round(rng.uniform(200, 3000), 1),
     }
 
 
-def _snapshot(rng: random.Random) -> tuple[str, str, dict]:
+def snapshot_payload(rng: random.Random) -> tuple[str, str, dict]:
     equity = rng.uniform(50_000, 250_000)
     return "account_snapshot", "ws3-account-management", {
         "account_id": rng.choice(ACCOUNTS),
@@ -151,7 +151,7 @@ def _snapshot(rng: random.Random) -> tuple[str, str, dict]:
     }
 
 
-def _operation(rng: random.Random) -> tuple[str, str, dict]:
+def operation_payload(rng: random.Random) -> tuple[str, str, dict]:
     operation = rng.choice(["fork", "merge", "reinvest"])
     payload = {"operation": operation, "account_id": rng.choice(ACCOUNTS), "amount_usd": round(rng.uniform(1000, 50000), 2)}
     if operation in ("fork", "merge"):
@@ -159,7 +159,7 @@ def _operation(rng: random.Random) -> tuple[str, str, dict]:
     return "account_operation", "ws3-account-management", payload
 
 
-def _decision(rng: random.Random) -> tuple[str, str, dict]:
+def decision_payload(rng: random.Random) -> tuple[str, str, dict]:
     is_override = rng.random() < 0.1
     payload = {
         "decision_id": f"d-{rng.getrandbits(32):08x}",

@@ -299,6 +299,7 @@ class Agent:
             "queued": len(self._queue),
             "in_flight": self._sender.in_flight(),
             "sent": self._sender.stats.sent_events,
+            "sent_messages": self._sender.stats.sent_messages,
             "spooled": spool.spooled_events,
             "spool_bytes": self.spool.pending_bytes,
             "dropped": self.dropped_events + spool.dropped_events,

@@ -40,6 +40,7 @@ MAX_BACKOFF_S = 5.0
 @dataclass
 class SenderStats:
     sent_events: int = 0
+    sent_messages: int = 0
     failed_sends: int = 0
     unencodable_events: int = 0
     ack_latencies_ms: list[float] = field(default_factory=list)
@@ -163,7 +164,8 @@ class Sender(threading.Thread):
             self._backoff_s = 0.5
             return True
         except Exception as error:  # no broker yet: spool, and try again after a pause
-            log.warning("agent cannot reach Kafka (%s); spooling", error)
+            if not self._spooling:
+                log.warning("agent cannot reach Kafka (%s); spooling until it can", error)
             self._spooling = True
             self._pause(time.monotonic())
             return False
@@ -185,6 +187,7 @@ class Sender(threading.Thread):
             return
         if error is None:
             self.stats.sent_events += item.events
+            self.stats.sent_messages += 1
             self.stats.ack_latencies_ms.append((time.monotonic() - item.drained_after) * 1000)
             return
         self.stats.failed_sends += 1
@@ -208,6 +211,7 @@ class Sender(threading.Thread):
             chunk = self.spool.read(REPLAY_CHUNK)
             if not chunk:
                 if self.in_flight() == 0 and self.spool.is_empty():
+                    log.warning("agent: Kafka is back and the spool is sent")
                     self._spooling = False
                 return
             outcomes: dict[int, Exception | None] = {}
@@ -227,6 +231,7 @@ class Sender(threading.Thread):
             if delivered:
                 self.spool.commit(chunk[delivered - 1])
                 self.stats.sent_events += sum(message.events for message in chunk[:delivered])
+                self.stats.sent_messages += delivered
             if delivered < len(chunk):
                 self._pause(time.monotonic())
                 return

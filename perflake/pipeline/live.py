@@ -1,16 +1,16 @@
-"""The main job's feed and progress display: sample traffic into Kafka at a steady rate while
-the pipeline's background streams carry it to gold, one progress line every few seconds."""
+"""The main job's feed and progress display: the simulated ALL-USE workload into Kafka through
+the agents while the pipeline's background streams carry it to gold, one progress line every
+few seconds."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 
 from perflake.config import Config
-from perflake.events import sample_events
-from perflake.kafka import produce_events
 from perflake.pipeline.runner import PROGRESS_INTERVAL_S, LayerStatus, status
+from perflake.simulator import Summary, simulate
+from perflake.simulator.workload import ANOMALY_KINDS, Workload
 
 GOLD_PREVIEW = {
     "metric_rollups_1m": "SELECT service, endpoint, window_at, n_samples, round(p50_value, 1) AS p50_ms, round(p95_value, 1) AS p95_ms, "
@@ -23,17 +23,12 @@ GOLD_PREVIEW = {
 }
 
 
-def feed(config: Config, contracts, total: int, rate_per_s: int, on_tick: Callable[[int], None], seed: int = 0) -> int:
-    """Produce ``total`` sample events at about ``rate_per_s``, calling ``on_tick(produced)`` each second."""
-    produced, tick = 0, 0
-    started = time.monotonic()
-    while produced < total:
-        chunk = sample_events(min(rate_per_s, total - produced), datetime.now(timezone.utc), seed=seed + tick)
-        produced += sum(produce_events(config, contracts, chunk).values())
-        tick += 1
-        on_tick(produced)
-        time.sleep(max(0.0, started + tick - time.monotonic()))
-    return produced
+def feed(config: Config, total: int, rate_per_s: int, on_tick: Callable[[int], None], seed: int = 0) -> Summary:
+    """Simulate about ``total`` events from now at about ``rate_per_s`` (one of each anomaly kind
+    the run is long enough for), calling ``on_tick(events)`` as it goes."""
+    workload = Workload(time.time(), total / rate_per_s + 1, rate_per_s, seed, len(ANOMALY_KINDS), config.pipeline.trading_timezone)
+    labels = config.paths.state_dir / "simulator" / "labels-main-job.csv"
+    return simulate(config, workload, labels, speed=1.0, max_events=total, on_progress=lambda summary, _at: on_tick(summary.total))
 
 
 def stream_rows(layer_status: LayerStatus) -> int:
@@ -41,7 +36,7 @@ def stream_rows(layer_status: LayerStatus) -> int:
 
 
 def progress_line(produced: int, statuses: list[LayerStatus]) -> str:
-    parts = [f"produced {produced}"]
+    parts = [f"produced {produced} events"]
     for item in statuses:
         if item.state != "running":
             parts.append(f"{item.layer}: {item.state} (log {item.log_file})")
@@ -51,24 +46,24 @@ def progress_line(produced: int, statuses: list[LayerStatus]) -> str:
     return " | ".join(parts)
 
 
-def is_caught_up(statuses: list[LayerStatus], produced: int) -> bool:
-    """Bronze has read all that was produced, silver all that bronze wrote, and every stream is idle."""
+def is_caught_up(statuses: list[LayerStatus], messages: int) -> bool:
+    """Bronze has read every Kafka message produced, silver all that bronze wrote, and every stream is idle."""
     by_layer = {item.layer: item for item in statuses}
     bronze_rows, silver_rows = stream_rows(by_layer["bronze"]), stream_rows(by_layer["silver"])
     all_idle = all(stream.get("idle") for item in statuses for stream in item.streams.values())
-    return bronze_rows >= produced and silver_rows >= bronze_rows and all_idle and all(item.streams for item in statuses)
+    return bronze_rows >= messages and silver_rows >= bronze_rows and all_idle and all(item.streams for item in statuses)
 
 
-def wait_until_caught_up(config: Config, produced: int, timeout_s: float, say: Callable[[str], None]) -> bool:
+def wait_until_caught_up(config: Config, produced: Summary, timeout_s: float, say: Callable[[str], None]) -> bool:
     """True once caught up on two polls in a row (a stream may not have noticed the last commit yet)."""
     deadline = time.monotonic() + timeout_s
     in_a_row = 0
     while time.monotonic() < deadline:
         statuses = status(config)
-        say(progress_line(produced, statuses))
+        say(progress_line(produced.total, statuses))
         if any(item.state == "dead" for item in statuses):
             return False
-        in_a_row = in_a_row + 1 if is_caught_up(statuses, produced) else 0
+        in_a_row = in_a_row + 1 if is_caught_up(statuses, produced.kafka_messages) else 0
         if in_a_row == 2:
             return True
         time.sleep(PROGRESS_INTERVAL_S + 1)

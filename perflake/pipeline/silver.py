@@ -30,7 +30,8 @@ ENVELOPE_TEXT_DDL = (
     "event_at STRING, tags MAP<STRING, STRING>, payload STRING"
 )
 REQUIRED_ENVELOPE_FIELDS = ("event_id", "schema_version", "event_type", "source.service", "source.host", "event_at", "payload")
-KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_batch_index", "kafka_at", "ingested_at")
+MESSAGE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_at", "ingested_at")  # bronze's, per message
+KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_batch_index", "kafka_at", "ingested_at")  # per event
 ENVELOPE_COLUMNS = ("event_id", "schema_version", "event_type", "service", "component", "host", "instance", "sequence", "event_at", "tags")
 
 
@@ -45,23 +46,25 @@ def split_events(bronze: DataFrame) -> DataFrame:
     """Bronze rows (one per message) -> one row per event: ``raw_value`` (its bytes),
     ``kafka_batch_index`` (its position in the message), ``batch_size`` (events in the
     message; 0 for an empty batch, which stays as one row so that it is quarantined)."""
-    text = F.col("value").cast("string")
-    batch = F.from_json(text, "ARRAY<STRING>")  # each element's raw JSON text
-    is_batch = F.json_array_length(text).isNotNull()
-    events = bronze.select(
-        "*",
+    # Parsed once, and the message's own bytes are carried only where they are the event:
+    # an exploded row that kept a copy of a 500 KB batch would cost that much per event.
+    parsed = bronze.select(*MESSAGE_COLUMNS, "value", F.from_json(F.col("value").cast("string"), "ARRAY<STRING>").alias("_batch"))
+    is_batch = F.col("_batch").isNotNull()
+    events = parsed.select(
+        *MESSAGE_COLUMNS,
         is_batch.alias("_is_batch"),
-        F.when(is_batch, F.size(batch)).otherwise(F.lit(1)).alias("batch_size"),
-        F.posexplode_outer(F.when(is_batch, batch).otherwise(F.array(text))).alias("kafka_batch_index", "_event_text"),
+        F.when(is_batch, F.size("_batch")).otherwise(F.lit(1)).alias("batch_size"),
+        F.when(~is_batch | (F.size("_batch") == 0), F.col("value")).alias("_whole"),
+        F.posexplode_outer(F.when(is_batch, F.col("_batch")).otherwise(F.array(F.col("value").cast("string")))).alias("_index", "_event_text"),
     )
     return events.select(
-        "*",
+        *MESSAGE_COLUMNS,
+        "batch_size",
+        "_event_text",
         # a single message keeps its exact bytes (even invalid UTF-8); an empty batch is itself
-        F.when(F.col("_is_batch") & F.col("_event_text").isNotNull(), F.encode("_event_text", "UTF-8"))
-        .otherwise(F.col("value"))
-        .alias("raw_value"),
-        F.coalesce("kafka_batch_index", F.lit(0)).alias("_index"),
-    ).drop("kafka_batch_index").withColumnRenamed("_index", "kafka_batch_index")
+        F.when(F.col("_is_batch") & F.col("_event_text").isNotNull(), F.encode("_event_text", "UTF-8")).otherwise(F.col("_whole")).alias("raw_value"),
+        F.coalesce("_index", F.lit(0)).alias("kafka_batch_index"),
+    )
 
 
 def parse_envelopes(bronze: DataFrame) -> DataFrame:

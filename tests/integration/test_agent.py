@@ -18,8 +18,8 @@ import pytest
 from perflake import services
 from perflake.agent import Agent
 from perflake.agent.spool import MAGIC
-from perflake.kafka import client_settings, ensure_topics
-from tests.support import PROJECT_DIR, make_config, make_environ
+from perflake.kafka import ensure_topics
+from tests.support import PROJECT_DIR, consume_events, make_config, make_environ
 
 pytestmark = pytest.mark.integration
 SERVICE = "ws4-market-integration"
@@ -47,24 +47,7 @@ def settings(running_services):
 
 def consume(config, instance: str, expected: int, timeout_s: float = 60) -> list[dict]:
     """The events one agent instance put on the topics (every copy), once ``expected`` distinct arrived."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(*config.kafka.topics.values(), **client_settings(config), auto_offset_reset="earliest", enable_auto_commit=False)
-    events: list[dict] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and len({e["event_id"] for e in events}) < expected:
-            for records in consumer.poll(timeout_ms=1000).values():
-                for record in records:
-                    body = json.loads(record.value)
-                    events += [e for e in (body if isinstance(body, list) else [body]) if e["source"]["instance"] == instance]
-        time.sleep(1)  # anything more (a duplicate) would have arrived by now
-        for records in consumer.poll(timeout_ms=1000).values():
-            for record in records:
-                events += [e for e in json.loads(record.value) if e["source"]["instance"] == instance]
-    finally:
-        consumer.close()
-    return events
+    return consume_events(config, lambda event: event["source"]["instance"] == instance, expected, timeout_s)
 
 
 def loads(events: list[dict]) -> list[float]:

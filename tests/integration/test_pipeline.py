@@ -21,32 +21,13 @@ from perflake.events import envelope, sample_events
 from perflake.kafka import encode_json, ensure_topics, produce, produce_events
 from perflake.pipeline import gold, runner
 from perflake.pipeline.reconcile import reconcile
-from perflake.pipeline.streams import STARTERS, family_topics
+from perflake.pipeline.streams import family_topics
 from perflake.schemas import SCHEMAS_DIR
 from perflake.services.process import wait_for
-from tests.support import make_config, make_environ
+from tests.support import make_environ, pipeline_config, pipeline_overrides, run_once
 
 CONTRACTS = load_contracts()
-FAMILIES = sorted({contract.family for contract in CONTRACTS.values()})
 NOW = datetime.now(timezone.utc)
-
-
-def pipeline_overrides(state_dir, name: str) -> dict[str, str]:
-    """Own topics and lake per test, so tests never read each other's events."""
-    topics = {f"PERFLAKE__KAFKA__TOPICS__{family.upper()}": f"perflake.test.{name}.{family}" for family in FAMILIES}
-    return {**topics, "PERFLAKE__LAKE__ROOT": (state_dir / "lakes" / name).as_uri()}
-
-
-def pipeline_config(state_dir, name: str):
-    return make_config("local", state_dir, **pipeline_overrides(state_dir, name))
-
-
-def run_once(spark, config, contracts=CONTRACTS) -> None:
-    """Bronze, silver, gold, each processing what its source holds now."""
-    ensure_topics(config, family_topics(config, contracts))
-    for layer in runner.LAYERS:
-        for query in STARTERS[layer](spark, config, contracts, available_now=True):
-            query.awaitTermination()
 
 
 def count(spark, config, layer, table) -> int:
