@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 
 from perflake.config import Config, ConfigError
 
@@ -109,3 +110,28 @@ def produce_events(config: Config, contracts: dict, events: Iterable[dict]) -> d
             raise ValueError(f"no contract for event type {event['event_type']} version {event['schema_version']}")
         by_topic.setdefault(config.topic(contract.family), []).append(event)
     return {topic: produce_json(config, topic, batch, "event_id") for topic, batch in by_topic.items()}
+
+
+def consume_events(config: Config, keep: Callable[[dict], bool], expected: int, timeout_s: float = 60) -> list[dict]:
+    """Every copy of the events on the config's topics that ``keep`` accepts (messages hold one
+    envelope or a batch), read until ``expected`` distinct ones arrived and a second passed."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(*config.kafka.topics.values(), **client_settings(config), auto_offset_reset="earliest", enable_auto_commit=False)
+    events: list[dict] = []
+    ids: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    quiet_until = None
+    try:
+        while time.monotonic() < deadline and (quiet_until is None or time.monotonic() < quiet_until):
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    body = json.loads(record.value)
+                    found = [event for event in (body if isinstance(body, list) else [body]) if keep(event)]
+                    events += found
+                    ids.update(event["event_id"] for event in found)
+            if quiet_until is None and len(ids) >= expected:
+                quiet_until = time.monotonic() + 1  # anything more (a duplicate) would have arrived by now
+    finally:
+        consumer.close()
+    return events

@@ -3,12 +3,9 @@ test never touches a developer's running services or lake."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from perflake.config import Config, load_config
@@ -58,33 +55,6 @@ def run_perflake(args: list[str], env: dict[str, str], timeout_s: float = 600) -
     return subprocess.run(
         [sys.executable, "-m", "perflake.cli", *args], env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=timeout_s
     )
-
-
-def consume_events(config: Config, keep: Callable[[dict], bool], expected: int, timeout_s: float = 60) -> list[dict]:
-    """Every copy of the events on the config's topics that ``keep`` accepts (messages hold one
-    envelope or a batch), read until ``expected`` distinct ones arrived and a second passed."""
-    from kafka import KafkaConsumer
-
-    from perflake.kafka import client_settings
-
-    consumer = KafkaConsumer(*config.kafka.topics.values(), **client_settings(config), auto_offset_reset="earliest", enable_auto_commit=False)
-    events: list[dict] = []
-    ids: set[str] = set()
-    deadline = time.monotonic() + timeout_s
-    quiet_until = None
-    try:
-        while time.monotonic() < deadline and (quiet_until is None or time.monotonic() < quiet_until):
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    body = json.loads(record.value)
-                    found = [event for event in (body if isinstance(body, list) else [body]) if keep(event)]
-                    events += found
-                    ids.update(event["event_id"] for event in found)
-            if quiet_until is None and len(ids) >= expected:
-                quiet_until = time.monotonic() + 1  # anything more (a duplicate) would have arrived by now
-    finally:
-        consumer.close()
-    return events
 
 
 def pipeline_overrides(state_dir: Path, name: str) -> dict[str, str]:

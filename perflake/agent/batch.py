@@ -12,7 +12,6 @@ closed, when every event is acknowledged by Kafka or safe in the spool.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from perflake.agent.core import Agent
 from perflake.agent.validation import payload_problems
 from perflake.config import Config
 from perflake.contracts import EventContract, load_contracts
+from perflake.files import file_digest
 
 MAX_REPORTED = 10
 
@@ -38,12 +38,14 @@ class LoadResult:
     digest: str
 
 
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def ledger_path(config: Config) -> Path:
     return config.paths.state_dir / "batch" / "loaded.json"
+
+
+def read_ledger(config: Config) -> dict[str, dict]:
+    """SHA-256 of each file loaded -> what it was."""
+    path = ledger_path(config)
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def typed_payloads(frame: pd.DataFrame, contract: EventContract) -> list[dict]:
@@ -81,8 +83,7 @@ def load_file(path: Path, event_type: str, agent: Agent, at_column: str = "event
     if contract is None:
         raise BatchError(f"unknown event type {event_type!r}; known: {', '.join(sorted(t for t, _ in contracts))}")
     digest = file_digest(path)
-    ledger = ledger_path(agent.config)
-    loaded = json.loads(ledger.read_text()) if ledger.is_file() else {}
+    loaded = read_ledger(agent.config)
     if digest in loaded and not force:
         raise BatchError(f"{path} was loaded before (as {loaded[digest]['file']}, {loaded[digest]['events']} events); --force sends it again")
     try:
@@ -107,8 +108,8 @@ def load_file(path: Path, event_type: str, agent: Agent, at_column: str = "event
 
 def mark_loaded(config: Config, result: LoadResult, event_type: str) -> None:
     """Record the file once its events are acknowledged or spooled (after ``Agent.close``)."""
-    ledger = ledger_path(config)
-    loaded = json.loads(ledger.read_text()) if ledger.is_file() else {}
+    loaded = read_ledger(config)
     loaded[result.digest] = {"file": str(result.file), "events": result.events, "event_type": event_type}
+    ledger = ledger_path(config)
     ledger.parent.mkdir(parents=True, exist_ok=True)
     ledger.write_text(json.dumps(loaded, indent=1))

@@ -45,6 +45,14 @@ _LIMIT = 1.7e308
 _METRIC = ("metric", 1)
 
 
+def _is_within(value, low: float) -> bool:
+    """A finite number from ``low`` up (False for NaN, infinities and non-numbers)."""
+    try:
+        return low <= value <= _LIMIT
+    except TypeError:
+        return False
+
+
 class _Series:
     """One metric time series: the constant part of its events, built once on the sender thread."""
 
@@ -81,11 +89,7 @@ class Timer:
     def observe(self, value: float, status_code: int | None = None, is_error: bool | None = None, at: float | None = None) -> None:
         if self._sample_rate < 1.0 and random.random() >= self._sample_rate:
             return
-        try:
-            finite = -_LIMIT <= value <= _LIMIT
-        except TypeError:
-            finite = False
-        if not finite:
+        if not _is_within(value, -_LIMIT):
             return self._agent._reject(f"metric {self._series.name}: value {value!r} is not a finite number")
         if len(self._queue) >= self._capacity:
             self._agent.dropped_events += 1
@@ -131,11 +135,7 @@ class Counter:
         self._value = 0.0
 
     def inc(self, amount: float = 1.0) -> None:
-        try:
-            valid = 0 <= amount <= _LIMIT
-        except TypeError:
-            valid = False
-        if not valid:
+        if not _is_within(amount, 0.0):
             return self._agent._reject(f"counter {self.series.name}: increment {amount!r} must be a finite number >= 0")
         with self._lock:
             self._value += amount
@@ -154,11 +154,7 @@ class Gauge:
         self.value: float | None = None
 
     def set(self, value: float) -> None:
-        try:
-            finite = -_LIMIT <= value <= _LIMIT
-        except TypeError:
-            finite = False
-        if not finite:
+        if not _is_within(value, -_LIMIT):
             return self._agent._reject(f"gauge {self.series.name}: value {value!r} is not a finite number")
         self.value = value
 

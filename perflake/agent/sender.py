@@ -7,8 +7,8 @@ What happens to events on each path:
 - Kafka acknowledges: done (counted in ``sent_events``).
 - Kafka refuses or times out a message: the message is spooled whole, and the sender switches
   to spooling.
-- A send unacknowledged for ``ack_timeout_s``, or no broker to connect to: the sender switches
-  to spooling; new messages go to the spool, in order, behind what is already there.
+- A send unacknowledged for ``ack_timeout_s`` with no acknowledgement at all meanwhile, or no
+  broker to connect to: the sender switches to spooling; new messages go to the spool, in order, behind what is already there.
 - While spooling, the spool is replayed oldest first whenever a broker answers; once it is
   empty, sending is direct again. A replayed message keeps its events' ids, so a message
   that reached Kafka twice (acknowledgement lost) is one event again in silver.
@@ -84,6 +84,7 @@ class Sender(threading.Thread):
         self._retry_at = 0.0
         self._backoff_s = 0.5
         self._last_drain = time.monotonic()
+        self._last_ack = 0.0
         self._next_report = time.monotonic() + report_interval_s
 
     @property
@@ -116,6 +117,7 @@ class Sender(threading.Thread):
             self.spool.append(item.topic, self.key, item.value, item.events)
         if self.transport is not None:
             self.transport.close(1.0)
+            self.transport = None
         self.spool.close()
 
     def step(self, final: bool = False) -> None:
@@ -186,6 +188,7 @@ class Sender(threading.Thread):
         if item is None:  # already spooled by stop()
             return
         if error is None:
+            self._last_ack = time.monotonic()
             self.stats.sent_events += item.events
             self.stats.sent_messages += 1
             self.stats.ack_latencies_ms.append((time.monotonic() - item.drained_after) * 1000)
@@ -195,9 +198,12 @@ class Sender(threading.Thread):
         self.spool.append(item.topic, self.key, item.value, item.events)
 
     def _check_acknowledgements(self, now: float) -> None:
+        """Kafka is away when a send waited ``ack_timeout_s`` and nothing was acknowledged
+        meanwhile (under heavy load acknowledgements lag, but they keep coming)."""
         with self._lock:
             oldest = min((item.sent_at for item in self._in_flight.values()), default=now)
-        if now - oldest > self.ack_timeout_s and not self._spooling:
+        silent = now - max(oldest, self._last_ack) > self.ack_timeout_s
+        if silent and not self._spooling:
             log.warning("agent: a send has waited %.1fs for Kafka; spooling", now - oldest)
             self._spooling = True
             self._pause(now)

@@ -15,7 +15,6 @@ and their row number as ``kafka_offset``, so a quarantined row points back to it
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -24,6 +23,7 @@ from pyspark.sql.types import StringType, StructType
 
 from perflake import lake
 from perflake.config import Config
+from perflake.files import file_digest
 from perflake.pipeline import bronze
 
 FORMATS = ("json", "csv", "parquet")
@@ -32,14 +32,6 @@ _SOURCE_FIELDS = ("service", "component", "host", "instance", "sequence")
 
 class BackfillError(ValueError):
     """A file that cannot be loaded: unknown format, missing columns, unreadable."""
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def envelope_json(rows: DataFrame) -> Column:

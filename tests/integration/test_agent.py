@@ -18,8 +18,8 @@ import pytest
 from perflake import services
 from perflake.agent import Agent
 from perflake.agent.spool import MAGIC
-from perflake.kafka import ensure_topics
-from tests.support import PROJECT_DIR, consume_events, make_config, make_environ
+from perflake.kafka import consume_events, ensure_topics
+from tests.support import PROJECT_DIR, make_config, make_environ, run_perflake
 
 pytestmark = pytest.mark.integration
 SERVICE = "ws4-market-integration"
@@ -155,3 +155,20 @@ def test_a_killed_agent_s_spool_is_sent_once_by_the_next_start(running_services,
     events = consume(config, instance, expected=int(written))
     assert len(events) == int(written)  # every spooled event, and no second copy
     assert loads(events) == [float(v) for v in range(1000)]
+
+
+def test_the_host_agent_runs_as_a_service(running_services, settings, tmp_path):
+    env = make_environ(tmp_path, **(settings | {"PERFLAKE__AGENT__HOST__COLLECTORS": '{"cpu": "0.5", "memory": "0.5"}'}))
+    started = run_perflake(["agent", "start"], env, timeout_s=60)
+    assert started.returncode == 0 and "host agent started" in started.stdout, started.stderr
+    try:
+        config = make_config("local", tmp_path, **settings)
+        events = consume_events(config, lambda event: event["source"]["service"] == "host", expected=6, timeout_s=60)
+        assert {"cpu_percent", "memory_used_bytes"} <= {e["payload"]["metric"] for e in events}
+        assert run_perflake(["agent", "status"], env).stdout.startswith("host agent running")
+    finally:
+        stopped = run_perflake(["agent", "stop"], env, timeout_s=60)
+    assert "host agent stopped" in stopped.stdout
+    assert run_perflake(["agent", "status"], env).stdout.startswith("host agent stopped")
+    log = (tmp_path / "logs" / "host-agent.log").read_text()
+    assert "host agent stopped:" in log  # it closed its agent on SIGTERM: nothing left unsent

@@ -11,10 +11,10 @@ import pytest
 
 from perflake import lake
 from perflake.contracts import load_contracts
-from perflake.kafka import ensure_topics
+from perflake.kafka import consume_events, ensure_topics
 from perflake.simulator import read_labels, simulate
 from perflake.simulator.workload import ANOMALY_KINDS, Workload
-from tests.support import consume_events, pipeline_config, run_once
+from tests.support import pipeline_config, run_once
 
 pytestmark = pytest.mark.integration
 # Monday 2026-11-23 from 09:30 New York time: the open, the session, the midday lull
