@@ -85,6 +85,7 @@ class Sender(threading.Thread):
         self._backoff_s = 0.5
         self._last_drain = time.monotonic()
         self._last_ack = 0.0
+        self._replaying: tuple[list, dict] | None = None  # a spool chunk sent, awaiting its outcomes
         self._next_report = time.monotonic() + report_interval_s
 
     @property
@@ -209,30 +210,31 @@ class Sender(threading.Thread):
             self._pause(now)
 
     def _replay(self, now: float) -> None:
-        """Send the spool, oldest first, a chunk at a time, until it is empty or Kafka fails."""
+        """Send the spool, oldest first, a chunk at a time, until it is empty or Kafka fails.
+
+        A chunk is sent once and its outcomes awaited across steps if need be: sending it
+        again while the first sends may still succeed would put second copies on Kafka."""
         if now < self._retry_at or not self._ensure_transport(now):
             return
         budget_end = now + max(self.linger_s * 10, 0.5)
         while time.monotonic() < budget_end:
-            chunk = self.spool.read(REPLAY_CHUNK)
-            if not chunk:
-                if self.in_flight() == 0 and self.spool.is_empty():
-                    log.warning("agent: Kafka is back and the spool is sent")
-                    self._spooling = False
-                return
-            outcomes: dict[int, Exception | None] = {}
-            for index, message in enumerate(chunk):
-                try:
-                    self.transport.send(message.topic, message.key, message.value, lambda error, index=index: outcomes.__setitem__(index, error))
-                except Exception as error:
-                    outcomes.update((rest, error) for rest in range(index, len(chunk)))
-                    break
-            deadline = time.monotonic() + self.ack_timeout_s
-            while len(outcomes) < len(chunk) and time.monotonic() < deadline:
-                self.transport.flush(max(0.0, deadline - time.monotonic()))
+            if self._replaying is None:
+                chunk = self.spool.read(REPLAY_CHUNK)
+                if not chunk:
+                    if self.in_flight() == 0 and self.spool.is_empty():
+                        log.warning("agent: Kafka is back and the spool is sent")
+                        self._spooling = False
+                    return
+                self._replaying = (chunk, self._send_chunk(chunk))
+            chunk, outcomes = self._replaying
+            while len(outcomes) < len(chunk) and time.monotonic() < budget_end:
+                self.transport.flush(max(0.0, min(0.1, budget_end - time.monotonic())))
                 self.transport.poll()
+            if len(outcomes) < len(chunk):
+                return  # still waiting: the next step looks again
+            self._replaying = None
             delivered = 0
-            while delivered < len(chunk) and delivered in outcomes and outcomes[delivered] is None:
+            while delivered < len(chunk) and outcomes[delivered] is None:
                 delivered += 1
             if delivered:
                 self.spool.commit(chunk[delivered - 1])
@@ -241,6 +243,17 @@ class Sender(threading.Thread):
             if delivered < len(chunk):
                 self._pause(time.monotonic())
                 return
+
+    def _send_chunk(self, chunk: list) -> dict[int, Exception | None]:
+        """Hand spooled messages to Kafka; their outcomes fill the returned dict as they come."""
+        outcomes: dict[int, Exception | None] = {}
+        for index, message in enumerate(chunk):
+            try:
+                self.transport.send(message.topic, message.key, message.value, lambda error, index=index: outcomes.__setitem__(index, error))
+            except Exception as error:
+                outcomes.update((rest, error) for rest in range(index, len(chunk)))
+                break
+        return outcomes
 
     def _pause(self, now: float) -> None:
         self._retry_at = now + self._backoff_s
