@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--events", type=_positive_int, default=DEFAULT_RUN_EVENTS, help="events to feed (default %(default)s)")
     run.add_argument("--rate", type=_positive_int, default=DEFAULT_RUN_RATE, help="events per second (default %(default)s)")
     run.add_argument("--timeout", type=_positive_int, default=600, help="seconds to wait for gold to catch up (default %(default)s)")
+    run.add_argument("--start", type=_utc_time, help="simulated start, ISO time, UTC if no offset (default now; e.g. a session's "
+                     "open, 2026-11-23T14:30, to see trading tables filled outside trading hours)")
     run.set_defaults(handler=cmd_run)
 
     pipeline = commands.add_parser("pipeline", help="start, stop or inspect the bronze, silver and gold streams (background processes)")
@@ -298,7 +300,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 last_line[0] = time.monotonic()
 
         print(f"simulating {args.events} ALL-USE events at {args.rate}/s through the agents ...")
-        produced = live.feed(config, args.events, args.rate, show, seed=time.time_ns() % 2**32)
+        start = args.start.timestamp() if args.start else None
+        produced = live.feed(config, args.events, args.rate, show, seed=time.time_ns() % 2**32, start=start)
         print(f"produced {produced.total} events in {produced.kafka_messages} Kafka messages; injected anomalies: {produced.labels_file}")
         print("waiting for the streams to catch up ...")
         caught_up = live.wait_until_caught_up(config, produced, args.timeout, lambda line: print(line, flush=True))

@@ -23,10 +23,12 @@ GOLD_PREVIEW = {
 }
 
 
-def feed(config: Config, total: int, rate_per_s: int, on_tick: Callable[[int], None], seed: int = 0) -> Summary:
-    """Simulate about ``total`` events from now at about ``rate_per_s`` (one of each anomaly kind
-    the run is long enough for), calling ``on_tick(events)`` as it goes."""
-    workload = Workload(time.time(), total / rate_per_s + 1, rate_per_s, seed, len(ANOMALY_KINDS), config.pipeline.trading_timezone)
+def feed(config: Config, total: int, rate_per_s: int, on_tick: Callable[[int], None], seed: int = 0, start: float | None = None) -> Summary:
+    """Simulate ``total`` events at about ``rate_per_s`` in real time, from ``start`` (epoch
+    seconds; default now) on, with one of each anomaly kind the run is long enough for,
+    calling ``on_tick(events)`` as it goes."""
+    start = time.time() if start is None else start
+    workload = Workload(start, total / rate_per_s + 1, rate_per_s, seed, len(ANOMALY_KINDS), config.pipeline.trading_timezone)
     labels = config.paths.state_dir / "simulator" / "labels-main-job.csv"
     return simulate(config, workload, labels, speed=1.0, max_events=total, on_progress=lambda summary, _at: on_tick(summary.total))
 

@@ -102,7 +102,8 @@ def simulate(
     t = workload.start
     try:
         while t < workload.end and (max_events is None or summary.total < max_events):
-            for item in workload.second(t):
+            records = workload.second(t)
+            for item in records if max_events is None else records[: max_events - summary.total]:
                 recorder.record(item)
                 summary.events[item.name if item.kind == "event" else "metric"] += 1
             t += 1
