@@ -15,6 +15,8 @@ What happens to events on each path:
 - The spool is full: its policy drops the oldest segment or the new message; counted.
 - ``close``: the queue is drained and sent; whatever Kafka has not acknowledged within
   ``shutdown_timeout_s`` is spooled and fsynced, to be replayed by the next start.
+- A step fails unexpectedly (e.g. the spool's disk is full): the events it had drained are
+  lost and the error is logged; the sender carries on, spooling.
 - The process is killed: spooled messages survive; the queue and unacknowledged sends (at
   most ``ack_timeout_s`` of traffic) are lost.
 """
@@ -100,8 +102,8 @@ class Sender(threading.Thread):
         while not self._stopping.wait(self.linger_s):
             try:
                 self.step()
-            except Exception:  # never let the sender die: what it held is in the queue or the spool
-                log.exception("agent sender step failed; retrying")
+            except Exception:  # never let the sender die; a failed step (e.g. the spool's disk is full) loses what it drained
+                log.exception("agent sender step failed; the events it had drained are lost; carrying on")
                 self._spooling = True
 
     def stop(self, timeout_s: float) -> None:

@@ -120,7 +120,7 @@ def test_bad_input_is_quarantined_with_its_reason(spark, flow):
     assert reasons[bad["garbage"]] == "not a JSON object"
     assert reasons[bad["unknown_type"]] == "unknown event type tweet version 1"
     assert reasons[bad["missing_field"]] == "payload.unit is missing"
-    assert reasons[bad["huge"]].startswith("message is ") and reasons[bad["huge"]].endswith("bytes; the limit is 262144")
+    assert reasons[bad["huge"]].startswith("event is ") and reasons[bad["huge"]].endswith("bytes; the limit is 262144")
     assert reasons[bad["future"]].startswith("envelope.event_at is more than 300s in the future")
     assert all(row.kafka_topic == flow["config"].topic("metrics") and row.kafka_offset is not None for row in rows)
 
