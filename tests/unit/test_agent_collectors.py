@@ -129,8 +129,10 @@ def test_the_load_follows_the_calendar():
         start = int(at(moment))
         return sum(len(workload.second(t)) for t in range(start, start + 300)) / 300
 
-    open_burst, midday, night, saturday = (per_second(m) for m in ("2026-11-23T14:31:00", "2026-11-23T17:30:00", "2026-11-24T07:00:00", "2026-11-28T17:00:00"))
+    moments = ("2026-11-23T14:31:00", "2026-11-23T15:30:00", "2026-11-23T17:45:00", "2026-11-24T07:00:00", "2026-11-28T17:00:00")
+    open_burst, morning, midday, night, saturday = (per_second(m) for m in moments)
     assert open_burst > 1.8 * midday > 5 * night and night > saturday
+    assert morning > 1.15 * midday  # the midday lull
 
 
 def test_anomalies_of_each_kind_fit_the_run_and_trading_ones_the_session():
