@@ -43,6 +43,10 @@ def bench_config(name: str, **overrides: str):
     return config
 
 
+def with_transport(config, transport: str):
+    return dataclasses.replace(config, agent=dataclasses.replace(config.agent, transport=transport))
+
+
 def ns_per_op(call, count: int = 300_000) -> float:
     started = time.perf_counter_ns()
     for _ in range(count):
@@ -114,7 +118,7 @@ def overhead_and_latency(config, seconds: float) -> dict:
     baseline_cpu, requests = simulated_service(seconds, lambda ms: None, iterations)
     figures = {"requests per run": requests, "service CPU s without the agent": round(baseline_cpu, 3)}
     for transport in ("kafka-python", "confluent-kafka"):
-        agent = Agent("ws4-market-integration", dataclasses.replace(config, agent=dataclasses.replace(config.agent, transport=transport)))
+        agent = Agent("ws4-market-integration", with_transport(config, transport))
         timer = agent.timer("response_time_ms", endpoint="/orders")
         with_cpu, _ = simulated_service(seconds, timer.observe, iterations)
         latencies = sorted(agent._sender.stats.ack_latencies_ms)
@@ -164,7 +168,7 @@ def raw_producer_throughput(config, count: int = 200_000) -> dict[str, float]:
 
 def agent_throughput(config, transport: str, count: int = 1_000_000) -> float:
     """Events/s one process records and has acknowledged by Kafka, as fast as it can."""
-    agent = Agent("ws4-market-integration", dataclasses.replace(config, agent=dataclasses.replace(config.agent, transport=transport)))
+    agent = Agent("ws4-market-integration", with_transport(config, transport))
     timer = agent.timer("response_time_ms", endpoint="/orders")
     started = time.perf_counter()
     for index in range(count):

@@ -201,8 +201,8 @@ class Agent:
         self.source = Source(service, host or socket.gethostname(), instance or f"{os.getpid()}-{random.getrandbits(32):08x}", component)
         self._check_source()
         self._encoder = EnvelopeEncoder(self.source, settings.static_tags | (tags or {}))
-        self._counters: dict[tuple, Counter] = {}
-        self._gauges: dict[tuple, Gauge] = {}
+        self._counters: dict[_Series, Counter] = {}
+        self._gauges: dict[_Series, Gauge] = {}
         self._series: dict[tuple, _Series] = {}
         self._event_types: dict[tuple[str, int], _EventType] = {}
         self._lock = threading.Lock()
@@ -223,6 +223,7 @@ class Agent:
             ack_timeout_s=settings.ack_timeout_s,
         )
         self._health = {name: self.gauge(f"agent.{name}", unit) for name, unit in _HEALTH_GAUGES.items()}
+        self._health_counters = {name: self.counter(f"agent.events_{name}") for name in _HEALTH_COUNTERS}
         self._reported = {name: 0 for name in _HEALTH_COUNTERS}
         self._closed = False
         self._sender.start()
@@ -371,10 +372,9 @@ class Agent:
             self._reject(series)
             return _Rejected(self, series)
         with self._lock:
-            key = id(series)
-            if key not in registry:
-                registry[key] = cls(self, series)
-            return registry[key]
+            if series not in registry:  # one instrument per series (series are unique per definition)
+                registry[series] = cls(self, series)
+            return registry[series]
 
     def _sample_rate(self, name: str) -> float:
         raw = self.config.agent.sampling.get(name, "1.0")
@@ -407,15 +407,12 @@ class Agent:
         self._sender.stats.ack_latencies_ms = []
         for name in _HEALTH_COUNTERS:
             increase, self._reported[name] = stats[name] - self._reported[name], stats[name]
-            self._health_counter(name).inc(max(0, increase))
+            self._health_counters[name].inc(max(0, increase))
         self._health["queue_depth"].set(stats["queued"])
         self._health["spool_bytes"].set(stats["spool_bytes"])
         if latencies:
             self._health["send_latency_p50_ms"].set(latencies[len(latencies) // 2])
             self._health["send_latency_p99_ms"].set(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))])
-
-    def _health_counter(self, name: str) -> Counter:
-        return self.counter(f"agent.events_{name}")
 
 
 _HEALTH_GAUGES = {"queue_depth": "count", "spool_bytes": "bytes", "send_latency_p50_ms": "ms", "send_latency_p99_ms": "ms"}

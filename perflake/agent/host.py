@@ -121,10 +121,10 @@ def collectors(config: Config) -> list[tuple[str, float, Callable[[RateMeter, fl
     return enabled
 
 
-def run(config: Config, stop: threading.Event, say: Callable[[str], None] = print, agent: Agent | None = None) -> dict[str, int]:
+def run(config: Config, stop: threading.Event, say: Callable[[str], None] = print) -> dict[str, int]:
     """Collect until ``stop`` is set; returns the samples recorded per collector."""
     enabled = collectors(config)
-    agent = agent or Agent(SERVICE, config)
+    agent = Agent(SERVICE, config)
     meter = RateMeter()
     due = {name: 0.0 for name, _, _ in enabled}
     recorded = {name: 0 for name, _, _ in enabled}
