@@ -109,7 +109,7 @@ class ManagedProcess:
             return False
         except PermissionError:
             return True
-        return not _is_zombie(pid)
+        return not _has_exited(pid)
 
     def state(self) -> str:
         """running; dead (its pid file outlived it: it exited without being stopped); or stopped."""
@@ -165,10 +165,20 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         pass
 
 
-def _is_zombie(pid: int) -> bool:
-    """A dead child not yet reaped still answers kill(0); /proc tells the truth on Linux."""
+def _has_exited(pid: int) -> bool:
+    """A dead child not yet reaped still answers kill(0), so ask /proc. A killed JVM's leader
+    thread turns zombie before its other threads are gone, and those still hold its sockets:
+    the process has exited only when no thread of it is left but a zombie."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        tasks = os.listdir(f"/proc/{pid}/task")
     except FileNotFoundError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    return all(_task_state(pid, task) in ("Z", "X", None) for task in tasks)
+
+
+def _task_state(pid: int, task: str) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/task/{task}/stat").read_text()
+    except FileNotFoundError:  # the thread went while we looked
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]

@@ -47,6 +47,30 @@ def test_a_process_that_ignores_sigterm_is_killed(tmp_path):
     assert not process.is_running()
 
 
+# The main thread leaves with pthread_exit while another thread keeps a port open: the state
+# of a multi-threaded JVM in the moments after SIGKILL, whose leader already shows as a zombie.
+_LEADER_EXITS_FIRST = """
+import ctypes, socket, threading, time
+holder = socket.socket(); holder.bind(("127.0.0.1", 0)); holder.listen()
+print(holder.getsockname()[1], flush=True)
+threading.Thread(target=time.sleep, args=(60,)).start()
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def test_a_process_whose_threads_still_run_is_running_though_its_leader_is_a_zombie(tmp_path):
+    process = ManagedProcess("leaderless", tmp_path / "run", tmp_path / "logs")
+    process.start([sys.executable, "-c", _LEADER_EXITS_FIRST])
+    wait_for(lambda: "Z" in leader_state(process.pid()), 10, "leader exit")
+    assert process.is_running()  # its port is still held: `up` must not start a second one
+    assert process.stop(timeout_s=5) is True
+    assert not process.is_running()
+
+
+def leader_state(pid: int) -> str:
+    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+
+
 def test_wait_for_gives_up_at_its_deadline():
     with pytest.raises(ServiceError, match=r"thing: not ready after 1s"):
         wait_for(lambda: False, 1, "thing")
