@@ -8,6 +8,7 @@
     perflake agent load FILE            the batch collector: a snapshot file's rows as business events
     perflake simulate                   the ALL-USE workload with labelled anomalies, through the agents
     perflake smoke                      platform self-test: Kafka -> Spark -> Delta
+    perflake evaluate nab-score|run|train|score   anomaly detectors: NAB scoring, evaluation, MLflow registry
     perflake submit JOB [ARGS]          spark-submit a job with the profile's settings
     perflake config                     print the resolved configuration
 
@@ -110,6 +111,36 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--anomalies", type=int, default=8, help="anomalies to inject (default %(default)s, one of each kind)")
     simulate.add_argument("--labels", type=Path, help="labels CSV (default <state>/simulator/labels-<seed>.csv)")
     simulate.set_defaults(handler=cmd_simulate)
+
+    evaluate = commands.add_parser("evaluate", help="anomaly detectors: score NAB outputs, evaluate, train and register, score a file")
+    actions = evaluate.add_subparsers(dest="action", required=True, metavar="ACTION")
+    nab_score = actions.add_parser("nab-score", help="the three NAB profile scores of a folder of detector outputs (NAB's layout)")
+    nab_score.add_argument("results_dir", type=Path, help="e.g. ../shared/data/nab/reference_detectors/numenta")
+    nab_score.add_argument("--thresholds", type=Path, help="NAB thresholds.json to use (default: NAB's optimum on the corpus)")
+    nab_score.add_argument("--nab-dir", type=Path, help="the NAB corpus (default <ml.reference_data_dir>/nab)")
+    nab_score.set_defaults(handler=cmd_evaluate_nab_score)
+    run_eval = actions.add_parser("run", help="evaluate detectors and the null/random baselines on a labelled data set; logs to MLflow")
+    run_eval.add_argument("--dataset", required=True, choices=["nab", "smd"])
+    run_eval.add_argument("--detector", required=True, help=f"comma-separated, or all ({', '.join(_detector_names())})")
+    run_eval.add_argument("--protocol", default="fixed,cross_fit", help="threshold protocols, comma-separated: fixed, cross_fit, nab "
+                          "(default %(default)s)")
+    run_eval.add_argument("--refractory-rows", type=int, default=400, help="rows an alert silences its series for (default %(default)s)")
+    run_eval.add_argument("--workers", type=_positive_int, default=2, help="processes scoring series in parallel (default %(default)s)")
+    run_eval.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    run_eval.add_argument("--json", type=Path, help="also write the results as JSON here")
+    run_eval.set_defaults(handler=cmd_evaluate_run)
+    train = actions.add_parser("train", help="fit a detector on one series' normal rows and register it in MLflow")
+    train.add_argument("--dataset", required=True, choices=["nab", "smd"])
+    train.add_argument("--series", required=True, help="e.g. realKnownCause/nyc_taxi.csv or machine-1-6")
+    train.add_argument("--detector", required=True, choices=_detector_names())
+    train.add_argument("--alias", default="champion", help="alias to point at the new version (default %(default)s)")
+    train.set_defaults(handler=cmd_evaluate_train)
+    score = actions.add_parser("score", help="score a CSV (timestamp + metric columns) with a registered detector, top rows explained")
+    score.add_argument("csv_file", type=Path)
+    score.add_argument("--model", required=True, help="registered model, e.g. perflake-anomaly-ensemble")
+    score.add_argument("--alias", default="champion", help="alias or version number (default %(default)s)")
+    score.add_argument("--top", type=_positive_int, default=10)
+    score.set_defaults(handler=cmd_evaluate_score)
 
     smoke = commands.add_parser("smoke", help="platform self-test: Kafka -> Spark -> Delta with a throw-away table")
     smoke.add_argument("--events", type=_positive_int, default=DEFAULT_SMOKE_EVENTS, help="events to produce (default %(default)s)")
@@ -238,6 +269,57 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     summary = simulate(config, workload, labels, speed=args.speed, on_progress=progress)
     print(f"done: {summary.total} events in {summary.wall_s:.1f}s wall ({dict(summary.events.most_common())})")
+    return 0
+
+
+def _detector_names() -> list[str]:
+    from perflake.anomaly.detectors import DETECTORS
+
+    return list(DETECTORS)
+
+
+def cmd_evaluate_nab_score(args: argparse.Namespace) -> int:
+    from perflake.anomaly.commands import nab_score_report
+
+    nab_dir = args.nab_dir or get_config().ml.reference_data_dir / "nab"
+    return _evaluate_errors(lambda: print(nab_score_report(args.results_dir, nab_dir, args.thresholds)))
+
+
+def cmd_evaluate_run(args: argparse.Namespace) -> int:
+    from perflake.anomaly.commands import run_evaluation, summary_json
+
+    detectors = _detector_names() if args.detector == "all" else args.detector.split(",")
+
+    def run() -> None:
+        results = run_evaluation(get_config(), args.dataset, detectors, args.protocol.split(","), args.refractory_rows, args.workers,
+                                 track=not args.no_track, say=lambda line: print(line, flush=True))
+        if args.json:
+            args.json.write_text(summary_json(results))
+
+    return _evaluate_errors(run)
+
+
+def cmd_evaluate_train(args: argparse.Namespace) -> int:
+    from perflake.anomaly.commands import train
+
+    return _evaluate_errors(lambda: print(train(get_config(), args.dataset, args.series, args.detector, args.alias)))
+
+
+def cmd_evaluate_score(args: argparse.Namespace) -> int:
+    from perflake.anomaly.commands import score_file
+
+    return _evaluate_errors(lambda: print(score_file(get_config(), args.model, args.alias, args.csv_file, args.top)))
+
+
+def _evaluate_errors(action) -> int:
+    """Bad input (a missing folder, an unknown detector or series, a malformed file) is one line naming it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        action()
+    except (FileNotFoundError, ValueError, KeyError, MlflowException) as error:
+        print(f"perflake: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

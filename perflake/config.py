@@ -151,6 +151,15 @@ class AgentConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MlConfig:
+    tracking_uri: str
+    artifact_root: str
+    experiment: str
+    model_prefix: str
+    reference_data_dir: Path
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     profile: str
     project_dir: Path
@@ -163,6 +172,7 @@ class Config:
     metastore: MetastoreConfig
     services: ServicesConfig
     agent: AgentConfig
+    ml: MlConfig
 
     def topic(self, name: str) -> str:
         """The Kafka topic configured under ``kafka.topics.<name>``."""
@@ -311,4 +321,14 @@ def _resolve_paths(config: Config, project_dir: Path) -> Config:
         root = absolute(Path(root)).as_uri()
     spool_dir = config.agent.spool.dir if config.agent.spool.dir.is_absolute() else paths.state_dir / config.agent.spool.dir
     agent = dataclasses.replace(config.agent, spool=dataclasses.replace(config.agent.spool, dir=spool_dir))
-    return dataclasses.replace(config, paths=paths, lake=LakeConfig(root=root.rstrip("/")), agent=agent)
+    return dataclasses.replace(config, paths=paths, lake=LakeConfig(root=root.rstrip("/")), agent=agent, ml=_resolve_ml(config.ml, paths.state_dir, absolute))
+
+
+def _resolve_ml(ml: MlConfig, state_dir: Path, absolute: typing.Callable[[Path], Path]) -> MlConfig:
+    """A tracking store or artifact root without a scheme is a path under the state folder (sqlite, files)."""
+    def under_state(value: str) -> Path:
+        return Path(value) if Path(value).is_absolute() else state_dir / value
+
+    tracking = ml.tracking_uri if "://" in ml.tracking_uri else f"sqlite:///{under_state(ml.tracking_uri)}"
+    artifacts = ml.artifact_root if "://" in ml.artifact_root else under_state(ml.artifact_root).as_uri()
+    return dataclasses.replace(ml, tracking_uri=tracking, artifact_root=artifacts, reference_data_dir=absolute(ml.reference_data_dir))

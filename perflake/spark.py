@@ -72,8 +72,11 @@ def get_spark(config: Config | None = None, app_name: str | None = None):
     from pyspark.sql import SparkSession
 
     config = config or get_config()
+    settings = spark_conf(config)
+    # an in-process session (notebooks, tests) starts its Python workers from PYSPARK_PYTHON only
+    os.environ.setdefault("PYSPARK_PYTHON", settings["spark.pyspark.python"])
     builder = SparkSession.builder
-    for key, value in spark_conf(config).items():
+    for key, value in settings.items():
         builder = builder.config(key, value)
     if app_name:
         builder = builder.appName(app_name)

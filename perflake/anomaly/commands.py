@@ -1,0 +1,104 @@
+"""What ``perflake evaluate`` does: score NAB outputs, run evaluations, train and register, score a file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from perflake.anomaly import evaluate as ev
+from perflake.anomaly import nab
+from perflake.anomaly.detectors import make_detector
+from perflake.config import Config
+
+PLOTTED_SERIES = 6
+
+
+def nab_score_report(results_dir: Path, nab_dir: Path, thresholds_file: Path | None) -> str:
+    """The three profile scores of a folder of detector outputs (NAB's layout), as NAB prints them."""
+    corpus = nab.load_corpus(nab_dir)
+    outputs = nab.read_detector_outputs(results_dir, corpus)
+    thresholds = nab.read_thresholds(thresholds_file, results_dir.name) if thresholds_file else {}
+    lines = [f"{results_dir.name}: {len(outputs)} files scored against {nab_dir}"]
+    for profile in nab.PROFILES.values():
+        result = nab.score_corpus(corpus.timestamps, outputs, corpus.windows, profile, thresholds.get(profile.name))
+        how = "given" if profile.name in thresholds else "optimised on the corpus"
+        lines.append(f"  {profile.name:20s} {result.score:7.2f}  (threshold {result.threshold:.6g}, {how}; windows detected "
+                     f"{result.detected_windows}, missed {result.missed_windows}; false alerts {result.false_alerts})")
+    return "\n".join(lines)
+
+
+def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols: list[str], refractory_rows: int,
+                   workers: int, track: bool, say: Callable[[str], None]) -> list[ev.Evaluation]:
+    """Each detector and the baselines on one data set, under each protocol; logged to MLflow when ``track``."""
+    from perflake.anomaly import tracking
+
+    data = ev.load_dataset(dataset, config.ml.reference_data_dir)
+    say(f"{dataset}: {len(data)} series, {sum(len(s.test) for s in data):,} rows to score")
+    results = []
+    for detector in [*ev.BASELINES, *detectors]:
+        scored = ev.score_all(data, detector, {}, refractory_rows, workers, progress=say)
+        for protocol in protocols:
+            evaluation = ev.evaluate(dataset, data, scored, detector, protocol)
+            results.append(evaluation)
+            say(format_row(evaluation))
+            if track:
+                figures = {} if detector in ev.BASELINES else plots(data, scored, evaluation)
+                tracking.log_evaluation(config, evaluation, {"refractory_rows": refractory_rows}, figures)
+    return results
+
+
+def plots(data: list[ev.Series], scored: dict[str, ev.Scored], evaluation: ev.Evaluation) -> dict[str, object]:
+    from perflake.anomaly.tracking import detection_figure
+
+    import matplotlib.pyplot as plt
+
+    busiest = sorted(data, key=lambda s: -len(set(s.segment[s.segment >= 0])))[:PLOTTED_SERIES]
+    figures = {}
+    for series in busiest:
+        figure = detection_figure(series, scored[series.name].levels, evaluation.thresholds[series.name])
+        figures[f"{series.name.replace('/', '__')}.png"] = figure
+        plt.close(figure)
+    return figures
+
+
+def format_row(e: ev.Evaluation) -> str:
+    nab_part = "  NAB " + " / ".join(f"{e.nab_scores[p]:.1f}" for p in nab.PROFILES) if e.nab_scores else ""
+    speed = f"  {e.points_per_second:,.0f} points/s" if e.points_per_second else ""
+    return (f"{e.dataset:4s} {e.detector:18s} {e.protocol:9s} recall {e.events.recall:5.1%}  precision {e.events.precision:5.1%}  "
+            f"F1 {e.events.f1:.3f}  ({e.events.detected}/{e.events.events} events, {e.events.alerts} alerts){nab_part}{speed}")
+
+
+def train(config: Config, dataset: str, series_name: str, detector_name: str, alias: str | None) -> str:
+    """Fit a detector on one series' normal rows, log and register it; says what it registered."""
+    from perflake.anomaly import tracking
+
+    data = {s.name: s for s in ev.load_dataset(dataset, config.ml.reference_data_dir)}
+    if series_name not in data:
+        raise ValueError(f"no series {series_name!r} in {dataset}; e.g. {', '.join(sorted(data)[:3])}")
+    series = data[series_name]
+    detector = make_detector(detector_name).fit(series.fit)
+    name, version = tracking.register_detector(config, detector, {"dataset": dataset}, f"{dataset}:{series_name}", alias)
+    return f"registered {name} version {version}" + (f" as @{alias}" if alias else "") + f" (tracking: {config.ml.tracking_uri})"
+
+
+def score_file(config: Config, model: str, alias: str, csv_file: Path, top: int) -> str:
+    """Score a CSV (timestamp + metric columns) with a registered detector; the top rows, explained."""
+    from perflake.anomaly import tracking
+
+    frame = pd.read_csv(csv_file)
+    if "timestamp" not in frame.columns:
+        raise ValueError(f"{csv_file}: needs a 'timestamp' column (and one column per metric); has {list(frame.columns)}")
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+    detector = tracking.load_detector(config, model, alias)
+    scored = detector.score(frame)
+    lines = [f"{model}@{alias} ({detector.family}) on {csv_file}: {len(frame)} rows"]
+    for row in scored.sort_values("score", ascending=False).head(top).index:
+        lines.append(f"  {frame['timestamp'].iloc[row]}  {detector.explain(scored, row)}")
+    return "\n".join(lines)
+
+
+def summary_json(results: list[ev.Evaluation]) -> str:
+    return json.dumps([{"dataset": e.dataset, "detector": e.detector, "protocol": e.protocol, **e.metrics()} for e in results], indent=1)

@@ -1,0 +1,466 @@
+"""Anomaly detectors behind one interface: fit, score, update (streaming), explain.
+
+A detector reads a frame of one source: a ``timestamp`` column and one column per metric, in
+time order. ``score`` returns, per row and using only that row and the rows before it:
+
+- ``raw``: the detector's own measure (a z-score, a path length, a distance, ...);
+- ``score``: ``raw`` calibrated on the history the detector was fitted on, as a surprise level
+  ``-log10 p`` (p: how often normal history scores at least as high; its tail is an exponential
+  fitted above the 95th percentile). One scale for every detector: 3 means "1 in 1,000 rows of
+  normal history", so one threshold and the ensemble treat every detector alike;
+- ``expected_low`` / ``expected_high``: the range the contributing metric was expected in;
+- ``contributor``: what contributed most (the metric, or ``metric__feature`` for feature models).
+
+``update`` scores new rows of a stream and keeps the last ``context_rows`` rows as state, so a
+live scorer holds bounded memory. Window detectors, and feature models whose features are all
+windowed, then score exactly as one pass over the whole series; the recursive ones (EWMA,
+Holt-Winters, CUSUM) rebuild their state from those rows, at least five spans, beyond which older
+rows weigh under 1 %; a seasonal profile (``seasonal_z``) sees only the retained rows.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from perflake.anomaly.features import DETECTOR_FEATURES, EPSILON, MAD_TO_SIGMA, FeatureSet, compute_features, robust_z
+from perflake.anomaly.patterns import ShapeLibrary, dominant_period
+
+TAIL_QUANTILE = 0.95
+EXPECTED_SIGMAS = 3.0  # the expected range: centre +- 3 spreads
+SCORE_COLUMNS = ["raw", "score", "expected_low", "expected_high", "contributor"]
+
+
+@dataclass(frozen=True)
+class TailCalibration:
+    """raw -> -log10 p: the empirical tail of the history below ``threshold``, exponential above it."""
+
+    history: np.ndarray  # sorted raw scores of normal history
+    threshold: float
+    mean_excess: float
+
+    @classmethod
+    def fit(cls, raw: np.ndarray) -> TailCalibration:
+        raw = np.sort(raw[np.isfinite(raw)])
+        if len(raw) < 10:
+            raise ValueError(f"{len(raw)} scored rows of history: a detector needs at least 10 to calibrate")
+        threshold = float(np.quantile(raw, TAIL_QUANTILE))
+        excess = raw[raw > threshold] - threshold
+        spread = float(np.median(np.abs(raw - np.median(raw)))) or float(np.std(raw)) or 1.0
+        mean_excess = float(excess.mean()) if len(excess) else spread
+        return cls(raw, threshold, max(mean_excess, EPSILON))
+
+    def level(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw, dtype=float)
+        n = len(self.history)
+        at_least = (n - np.searchsorted(self.history, raw, side="left") + 1) / (n + 1)
+        with np.errstate(over="ignore"):  # far below the threshold the tail is not used
+            tail = (1 - TAIL_QUANTILE) * np.exp(-(raw - self.threshold) / self.mean_excess)
+        p = np.where(raw > self.threshold, np.minimum(tail, 1 - TAIL_QUANTILE), at_least)
+        return np.where(np.isfinite(raw), -np.log10(np.clip(p, 1e-300, 1.0)), 0.0)
+
+
+class Detector(ABC):
+    name: ClassVar[str]
+    family: ClassVar[str]
+    # rows before a row that its score reads (the streaming state)
+    context_rows: int = 500
+
+    calibration: TailCalibration | None = None
+    _tail: pd.DataFrame | None = None
+
+    def fit(self, history: pd.DataFrame) -> Detector:
+        """Learn what normal looks like from ``history`` (a frame of normal or mostly normal rows)."""
+        _check_frame(history)
+        unseen_from = self._fit(history) or 0
+        self.calibration = TailCalibration.fit(self._raw(history)["raw"].to_numpy(dtype=float)[unseen_from:])
+        self._tail = history.tail(self.context_rows).reset_index(drop=True)
+        return self
+
+    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if self.calibration is None:
+            raise RuntimeError(f"{self.name}: fit the detector before scoring")
+        _check_frame(frame)
+        result = self._raw(frame)
+        result["score"] = self.calibration.level(result["raw"].to_numpy(dtype=float))
+        return result[SCORE_COLUMNS]
+
+    def update(self, new_rows: pd.DataFrame) -> pd.DataFrame:
+        """Score the next rows of a stream, reading the rows kept from earlier calls."""
+        if self._tail is None:
+            raise RuntimeError(f"{self.name}: fit the detector before updating it")
+        joined = pd.concat([self._tail, new_rows], ignore_index=True)
+        scored = self.score(joined).iloc[len(self._tail) :]
+        self._tail = joined.tail(self.context_rows).reset_index(drop=True)
+        return scored.set_index(new_rows.index)
+
+    def explain(self, scored: pd.DataFrame, row: int) -> str:
+        """One line an operator reads: how unusual, which metric, what was expected."""
+        item = scored.loc[row]
+        return (
+            f"{self.name} ({self.family}): surprise {item['score']:.1f} (1 in {10 ** min(item['score'], 12):,.0f} of normal history); "
+            f"{item['contributor']} expected in [{item['expected_low']:.4g}, {item['expected_high']:.4g}]"
+        )
+
+    def _fit(self, history: pd.DataFrame) -> int | None:
+        """Learn parameters from history (online detectors learn as they go and need none).
+
+        Returns the first row of history the model did not learn from, when calibrating on rows
+        it memorised would understate its scores (a row is its own nearest shape).
+        """
+
+    @abstractmethod
+    def _raw(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Columns raw, expected_low, expected_high, contributor, one row per row of ``frame``."""
+
+
+def _check_frame(frame: pd.DataFrame) -> None:
+    if "timestamp" not in frame.columns or len(frame.columns) < 2:
+        raise ValueError(f"a detector reads a 'timestamp' column and at least one metric column; got {list(frame.columns)}")
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    return [column for column in frame.columns if column != "timestamp"]
+
+
+# --- univariate detectors: each metric on its own, the most unusual one speaks for the row -------
+
+
+class UnivariateDetector(Detector):
+    @abstractmethod
+    def _per_metric(self, metric: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """raw score, expected centre and spread for each row of one metric."""
+
+    def _raw(self, frame: pd.DataFrame) -> pd.DataFrame:
+        metrics = metric_columns(frame)
+        per_metric = [self._per_metric(m, frame[m].to_numpy(dtype=float)) for m in metrics]
+        raws = np.vstack([np.nan_to_num(raw, nan=-np.inf) for raw, _, _ in per_metric])
+        top = raws.argmax(axis=0)
+        rows = np.arange(len(frame))
+        centre = np.vstack([c for _, c, _ in per_metric])[top, rows]
+        spread = np.vstack([s for _, _, s in per_metric])[top, rows]
+        raw = raws[top, rows]
+        return pd.DataFrame(
+            {
+                "raw": np.where(np.isfinite(raw), raw, np.nan),
+                "expected_low": centre - EXPECTED_SIGMAS * spread,
+                "expected_high": centre + EXPECTED_SIGMAS * spread,
+                "contributor": np.asarray(metrics, dtype=object)[top],
+            },
+            index=frame.index,
+        )
+
+
+class MedianMadDetector(UnivariateDetector):
+    """Robust statistics: distance from the median of the last ``window`` rows, in MADs."""
+
+    name, family = "median_mad", "robust_statistics"
+
+    def __init__(self, window: int = 60):
+        self.window = window
+        self.context_rows = 2 * window + 1  # the MAD is a median of deviations from a rolling median
+
+    def _per_metric(self, metric, values):
+        series = pd.Series(values)
+        past = series.shift(1).rolling(self.window, min_periods=max(2, self.window // 4))
+        median = past.median()
+        spread = MAD_TO_SIGMA * (series.shift(1) - median).abs().rolling(self.window, min_periods=max(2, self.window // 4)).median()
+        return np.abs(robust_z(series, self.window).to_numpy()), median.to_numpy(), spread.to_numpy()
+
+
+class EwmaControlChart(UnivariateDetector):
+    """Control chart: distance from the exponentially weighted mean, in weighted deviations."""
+
+    name, family = "ewma_control", "control_chart"
+
+    def __init__(self, span: int = 100):
+        self.span = span
+        self.context_rows = 5 * span
+
+    def _per_metric(self, metric, values):
+        past = pd.Series(values).shift(1).ewm(span=self.span, min_periods=10)
+        mean, std = past.mean().to_numpy(), past.std().to_numpy()
+        return np.abs(values - mean) / (std + EPSILON), mean, std
+
+
+class HoltWintersResidual(UnivariateDetector):
+    """Seasonal forecast: additive Holt-Winters one step ahead; the residual in its running spread.
+
+    The season's length is found in the fit history (``patterns.dominant_period``); without a
+    clear season the model is level-only.
+    """
+
+    name, family = "holt_winters", "seasonal_forecast"
+
+    def __init__(self, alpha: float = 0.1, gamma: float = 0.2, error_span: int = 200, period: int | None = None):
+        self.alpha, self.gamma, self.error_span, self.period = alpha, gamma, error_span, period
+
+    def _fit(self, history):
+        if self.period is None:
+            self.period = max((dominant_period(history[m].to_numpy(dtype=float)) or 0) for m in metric_columns(history)) or 0
+        self.context_rows = max(3 * self.period, 5 * self.error_span)
+
+    def _per_metric(self, metric, values):
+        n, period = len(values), self.period or 0
+        forecast, spread = np.full(n, np.nan), np.full(n, np.nan)
+        # the season starts as the first full period's shape around its mean
+        first = values[:period] if period and n >= period else np.zeros(1)
+        seasonal = np.nan_to_num(first - np.nanmean(first)) if period and n >= period else np.zeros(1)
+        level, error, decay = None, None, 2.0 / (self.error_span + 1)
+        for i, x in enumerate(values):
+            if not math.isfinite(x):
+                continue
+            slot = i % period if period and n >= period else 0
+            if level is None or i < len(seasonal):  # the first period set the season: no forecast of it
+                level = x - seasonal[slot]
+                continue
+            predicted = level + seasonal[slot]
+            residual = x - predicted
+            forecast[i] = predicted
+            spread[i] = error if error is not None else np.nan
+            error = abs(residual) * 1.2533 if error is None else (1 - decay) * error + decay * abs(residual) * 1.2533
+            level = level + self.alpha * (x - seasonal[slot] - level)
+            if len(seasonal) > 1:
+                seasonal[slot] = seasonal[slot] + self.gamma * (x - level - seasonal[slot])
+        return np.abs(values - forecast) / (spread + EPSILON), forecast, spread
+
+
+class CusumDetector(HoltWintersResidual):
+    """Change points: two-sided CUSUM of the seasonal model's one-step errors, in their running spread.
+
+    Errors that keep the same sign accumulate even when each is small; past the decision
+    interval the sums restart (the change is reported once) while the model follows the new level.
+    """
+
+    name, family = "cusum", "change_point"
+
+    def __init__(self, slack: float = 0.5, decision_interval: float = 5.0, **kwargs):
+        super().__init__(**kwargs)
+        self.slack, self.decision_interval = slack, decision_interval
+
+    def _per_metric(self, metric, values):
+        _, forecast, spread = super()._per_metric(metric, values)
+        z = (values - forecast) / (spread + EPSILON)
+        raw = np.full(len(values), np.nan)
+        upper = lower = 0.0
+        for i, value in enumerate(z):
+            if not math.isfinite(value):
+                continue
+            upper = max(0.0, upper + value - self.slack)
+            lower = max(0.0, lower - value - self.slack)
+            raw[i] = max(upper, lower)
+            if raw[i] > self.decision_interval:
+                upper = lower = 0.0
+        return raw, forecast, spread
+
+
+class MotifNoveltyDetector(UnivariateDetector):
+    """Pattern: a window whose shape matches none of the normal history's (a new pattern, not a known one)."""
+
+    name, family = "motif_novelty", "pattern"
+
+    def __init__(self, length: int = 32):
+        self.length = length
+        self.context_rows = length
+
+    def _fit(self, history):
+        learned = len(history) // 2
+        self.libraries = {m: ShapeLibrary(self.length).fit(history[m].to_numpy(dtype=float)[:learned]) for m in metric_columns(history)}
+        return learned
+
+    def _per_metric(self, metric, values):
+        past = pd.Series(values).shift(1).rolling(self.length, min_periods=2)
+        return self.libraries[metric].novelty(values), past.median().to_numpy(), past.std().to_numpy()
+
+
+# --- feature models: one vector of features per row, a model of normal vectors ------------------
+
+
+class FeatureModelDetector(Detector):
+    """Fits a scikit-learn model of normal feature vectors (``feature_set``, computed point in time)."""
+
+    max_fit_rows = 5000
+
+    def __init__(self, feature_set: FeatureSet = DETECTOR_FEATURES, seed: int = 0):
+        self.feature_set, self.seed = feature_set, seed
+        self.context_rows = max(feature.window for feature in feature_set.features) + 1
+
+    def features(self, frame: pd.DataFrame) -> pd.DataFrame:
+        features = compute_features(frame, self.feature_set)
+        return features.replace([np.inf, -np.inf], np.nan).fillna(0.0).clip(-50, 50)
+
+    def _fit(self, history):
+        features = self.features(history)
+        self.columns = list(features.columns)
+        self.centre = features.median()
+        self.scale = (features - self.centre).abs().median() * MAD_TO_SIGMA + 1e-3
+        matrix = self._matrix(features)
+        if len(matrix) > self.max_fit_rows:
+            matrix = matrix[np.random.default_rng(self.seed).choice(len(matrix), self.max_fit_rows, replace=False)]
+        self._fit_model(matrix)
+
+    def _matrix(self, features: pd.DataFrame) -> np.ndarray:
+        return ((features[self.columns] - self.centre) / self.scale).to_numpy(dtype=float)
+
+    @abstractmethod
+    def _fit_model(self, matrix: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _model_raw(self, matrix: np.ndarray) -> np.ndarray: ...
+
+    def _contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """Per row and feature, how far it is from normal (the explanation)."""
+        return np.abs(matrix)
+
+    def _raw(self, frame):
+        matrix = self._matrix(self.features(frame))
+        top = self._contributions(matrix).argmax(axis=1)
+        contributor = np.asarray(self.columns, dtype=object)[top]
+        metric = np.array([name.split("__", 1)[0] for name in contributor], dtype=object)
+        low, high = _typical_ranges(frame, metric)
+        return pd.DataFrame({"raw": self._model_raw(matrix), "expected_low": low, "expected_high": high, "contributor": contributor},
+                            index=frame.index)
+
+
+def _typical_ranges(frame: pd.DataFrame, metric_per_row: np.ndarray, window: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's expected range of its contributing metric: median +- 3 MAD-sigmas of the rows before it."""
+    low, high = np.full(len(frame), np.nan), np.full(len(frame), np.nan)
+    for metric in np.unique(metric_per_row):
+        rows = metric_per_row == metric
+        past = frame[metric].astype(float).shift(1).rolling(window, min_periods=2)
+        median = past.median()
+        spread = MAD_TO_SIGMA * (frame[metric].astype(float).shift(1) - median).abs().rolling(window, min_periods=2).median()
+        low[rows] = (median - EXPECTED_SIGMAS * spread).to_numpy()[rows]
+        high[rows] = (median + EXPECTED_SIGMAS * spread).to_numpy()[rows]
+    return low, high
+
+
+class IsolationForestDetector(FeatureModelDetector):
+    """Isolation: how few random splits set the row apart (shorter path, more anomalous)."""
+
+    name, family = "isolation_forest", "isolation"
+
+    def _fit_model(self, matrix):
+        from sklearn.ensemble import IsolationForest
+
+        self.model = IsolationForest(n_estimators=100, random_state=self.seed).fit(matrix)
+
+    def _model_raw(self, matrix):
+        return -self.model.score_samples(matrix)
+
+
+class KnnDistanceDetector(FeatureModelDetector):
+    """Distance: mean distance to the ``k`` nearest normal rows."""
+
+    name, family = "knn_distance", "density_distance"
+
+    def __init__(self, k: int = 10, **kwargs):
+        super().__init__(**kwargs)
+        self.k = k
+
+    def _fit_model(self, matrix):
+        from sklearn.neighbors import NearestNeighbors
+
+        self.model = NearestNeighbors(n_neighbors=min(self.k, len(matrix))).fit(matrix)
+
+    def _model_raw(self, matrix):
+        distances, _ = self.model.kneighbors(matrix)
+        return distances.mean(axis=1)
+
+
+class OneClassSvmDetector(FeatureModelDetector):
+    """One-class: outside the RBF boundary drawn around normal rows."""
+
+    name, family = "one_class_svm", "one_class"
+    max_fit_rows = 2000
+
+    def _fit_model(self, matrix):
+        from sklearn.svm import OneClassSVM
+
+        # a kernel ten times wider than scikit-learn's "scale": farther rows keep scoring higher
+        # instead of all meeting the same floor a few spreads out
+        self.model = OneClassSVM(kernel="rbf", gamma=0.1 / (matrix.shape[1] * matrix.var() + EPSILON), nu=0.05).fit(matrix)
+
+    def _model_raw(self, matrix):
+        return -self.model.decision_function(matrix)
+
+
+class PcaReconstructionDetector(FeatureModelDetector):
+    """Reconstruction: squared error of the row rebuilt from the principal components of normal rows.
+
+    On a multivariate host this catches metrics that stop moving together; the feature whose
+    reconstruction fails most is the contributor.
+    """
+
+    name, family = "pca_reconstruction", "reconstruction"
+
+    def __init__(self, explained_variance: float = 0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.explained_variance = explained_variance
+
+    def _fit_model(self, matrix):
+        from sklearn.decomposition import PCA
+
+        self.model = PCA(n_components=self.explained_variance, svd_solver="full", random_state=self.seed).fit(matrix)
+
+    def _residuals(self, matrix):
+        return matrix - self.model.inverse_transform(self.model.transform(matrix))
+
+    def _model_raw(self, matrix):
+        return (self._residuals(matrix) ** 2).sum(axis=1)
+
+    def _contributions(self, matrix):
+        return np.abs(self._residuals(matrix))
+
+
+# --- the ensemble ------------------------------------------------------------------------------
+
+
+class EnsembleDetector(Detector):
+    """The mean surprise of its members: fires when several methods agree, explained by the loudest."""
+
+    name, family = "ensemble", "ensemble"
+
+    def __init__(self, members: list[Detector] | None = None):
+        self.members = members if members is not None else default_members()
+        self.context_rows = max(member.context_rows for member in self.members)
+
+    def _fit(self, history):
+        for member in self.members:
+            member.fit(history)
+        self.context_rows = max(member.context_rows for member in self.members)
+
+    def _raw(self, frame):
+        scored = [member.score(frame) for member in self.members]
+        levels = np.vstack([s["score"].to_numpy() for s in scored])
+        loudest = levels.argmax(axis=0)
+        rows = np.arange(len(frame))
+        pick = lambda column: np.vstack([s[column].to_numpy() for s in scored])[loudest, rows]  # noqa: E731
+        return pd.DataFrame(
+            {"raw": levels.mean(axis=0), "expected_low": pick("expected_low"), "expected_high": pick("expected_high"),
+             "contributor": [f"{self.members[m].name}:{c}" for m, c in zip(loudest, pick("contributor"))]},
+            index=frame.index,
+        )
+
+
+DETECTORS: dict[str, type[Detector]] = {
+    cls.name: cls
+    for cls in (MedianMadDetector, EwmaControlChart, HoltWintersResidual, CusumDetector, MotifNoveltyDetector,
+                IsolationForestDetector, KnnDistanceDetector, OneClassSvmDetector, PcaReconstructionDetector, EnsembleDetector)
+}
+
+
+def default_members() -> list[Detector]:
+    return [MedianMadDetector(), EwmaControlChart(), HoltWintersResidual(), CusumDetector(), IsolationForestDetector(), KnnDistanceDetector()]
+
+
+def make_detector(name: str, **params) -> Detector:
+    try:
+        return DETECTORS[name](**params)
+    except KeyError:
+        raise ValueError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}") from None

@@ -1,0 +1,289 @@
+"""Honest evaluation of the detectors on labelled series: NAB (univariate) and SMD (multivariate hosts).
+
+What is measured (``../shared/data/README.md``): event recall, the share of labelled anomalies
+with at least one alert inside; alert precision, the share of alerts inside a labelled anomaly;
+their F1, without point adjust; on NAB also the NAB score of each profile. The null (never
+fires) and random (uniform scores through the same alerting) baselines are always scored beside.
+
+Alerting: a row alerts when its surprise level reaches the threshold and beats every level of
+the ``refractory_rows`` rows before it, so one incident raises one alert, not one per row.
+
+Thresholds never look at the labels they are scored on. Protocols:
+
+- ``fixed``: a surprise level chosen before any evaluation (4: one row in 10,000 of normal
+  history), the same for every data set;
+- ``cross_fit``: the series are split in two folds (alternating, by name); each fold is scored
+  with the threshold that does best on the other fold;
+- ``nab`` (NAB only): NAB's own protocol, the threshold that maximises the corpus's score (per
+  profile for the three profile scores). This is how NAB's published scores are made; it is
+  reported for comparison with them, not as a result.
+
+``fixed`` and ``cross_fit`` score the three NAB profiles at the same thresholds (cross_fit tunes
+them on the standard profile).
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from perflake.anomaly import nab
+from perflake.anomaly.detectors import make_detector
+
+FIXED_LEVEL = 4.0
+DEFAULT_REFRACTORY_ROWS = 400
+SMD_START = pd.Timestamp("2026-01-05", tz="UTC")  # SMD has no timestamps: minutes from an arbitrary Monday
+BASELINES = ("null", "random")
+
+
+def alert_levels(levels: np.ndarray, refractory_rows: int) -> np.ndarray:
+    """Levels where a row may alert (it beats the ``refractory_rows`` before it), 0 elsewhere."""
+    levels = np.nan_to_num(np.asarray(levels, dtype=float), nan=0.0)
+    if refractory_rows <= 0:
+        return levels
+    before = pd.Series(levels).shift(1).rolling(refractory_rows, min_periods=1).max().fillna(0.0).to_numpy()
+    return np.where(levels > before, levels, 0.0)
+
+
+@dataclass(frozen=True)
+class EventMetrics:
+    events: int
+    detected: int
+    alerts: int
+    true_alerts: int
+
+    @property
+    def recall(self) -> float:
+        return self.detected / self.events if self.events else 0.0
+
+    @property
+    def precision(self) -> float:
+        return self.true_alerts / self.alerts if self.alerts else 0.0
+
+    @property
+    def f1(self) -> float:
+        r, p = self.recall, self.precision
+        return 2 * r * p / (r + p) if r + p else 0.0
+
+    def __add__(self, other: EventMetrics) -> EventMetrics:
+        return EventMetrics(self.events + other.events, self.detected + other.detected, self.alerts + other.alerts,
+                            self.true_alerts + other.true_alerts)
+
+    def as_dict(self, prefix: str = "") -> dict[str, float]:
+        return {f"{prefix}event_recall": self.recall, f"{prefix}alert_precision": self.precision, f"{prefix}f1": self.f1,
+                f"{prefix}events": self.events, f"{prefix}alerts": self.alerts}
+
+
+def event_metrics(segment: np.ndarray, alerts: np.ndarray) -> EventMetrics:
+    """``segment``: per row the index of the labelled anomaly it lies in, -1 outside (-2: not scored)."""
+    scored = segment != nab.PROBATION
+    fired = np.asarray(alerts, dtype=bool) & scored
+    inside = fired & (segment >= 0)
+    events = len(np.unique(segment[scored & (segment >= 0)]))
+    return EventMetrics(events, len(np.unique(segment[inside])), int(fired.sum()), int(inside.sum()))
+
+
+def segments_of(labels: np.ndarray) -> np.ndarray:
+    """Per row of a 0/1 label array, the index of its run of 1s, -1 outside."""
+    labels = np.asarray(labels, dtype=bool)
+    starts = labels & ~np.concatenate([[False], labels[:-1]])
+    return np.where(labels, np.cumsum(starts) - 1, -1)
+
+
+# --- data sets: each a list of series with their labels -----------------------------------------
+
+
+@dataclass
+class Series:
+    """One series to score: ``fit`` rows to learn normal from, ``test`` rows to score, and their labels."""
+
+    name: str
+    fit: pd.DataFrame
+    test: pd.DataFrame
+    segment: np.ndarray  # per test row: anomaly index, -1 outside, nab.PROBATION where not scored
+    category: str
+    nab_windows: list[tuple[str, str]] = field(default_factory=list)
+
+
+def nab_series(nab_dir: Path) -> list[Series]:
+    """Each NAB file: fitted on its probation period, scored whole (the probation rows are not counted)."""
+    corpus = nab.load_corpus(nab_dir)
+    result = []
+    for name, frame in corpus.values.items():
+        frame = frame[["timestamp", "value"]]
+        grid = nab.scoring_grid(len(frame), nab.window_bounds(frame["timestamp"], corpus.windows[name]), nab.PROFILES["standard"])
+        result.append(Series(name, frame.iloc[: nab.probation_rows(len(frame))], frame, grid.window, name.split("/")[0],
+                             corpus.windows[name]))
+    return result
+
+
+def smd_series(smd_dir: Path) -> list[Series]:
+    """Each SMD machine with a test label file: fitted on its train part, scored on its test part."""
+    result = []
+    for test_file in sorted((smd_dir / "test").glob("machine-*.txt.gz")):
+        machine = test_file.name.removesuffix(".txt.gz")
+        labels = np.loadtxt(smd_dir / "test_label" / f"{machine}.txt", dtype=int)
+        train, test = (_smd_frame(smd_dir / part / f"{machine}.txt.gz") for part in ("train", "test"))
+        if len(labels) != len(test):
+            raise ValueError(f"{machine}: {len(labels)} labels for {len(test)} test rows")
+        result.append(Series(machine, train, test, segments_of(labels), "smd"))
+    if not result:
+        raise FileNotFoundError(f"no SMD machines under {smd_dir / 'test'}")
+    return result
+
+
+def _smd_frame(path: Path) -> pd.DataFrame:
+    with gzip.open(path, "rt") as handle:
+        values = pd.read_csv(handle, header=None)
+    values.columns = [f"m{i:02d}" for i in values.columns]
+    return pd.concat([pd.DataFrame({"timestamp": SMD_START + pd.to_timedelta(np.arange(len(values)), unit="min")}), values], axis=1)
+
+
+DATASETS: dict[str, Callable[[Path], list[Series]]] = {"nab": nab_series, "smd": smd_series}
+
+
+def load_dataset(name: str, data_dir: Path) -> list[Series]:
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    folder = data_dir / name
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data set {name!r} not found at {folder} (set --data-dir)")
+    return DATASETS[name](folder)
+
+
+# --- scoring -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scored:
+    name: str
+    levels: np.ndarray  # alert levels per test row (after the refractory rule)
+    seconds: float
+
+
+def score_series(series: Series, detector: str, params: dict, refractory_rows: int, seed: int = 0) -> Scored:
+    started = time.perf_counter()
+    if detector == "null":
+        levels = np.zeros(len(series.test))
+    elif detector == "random":
+        levels = np.random.default_rng(seed + sum(map(ord, series.name))).exponential(1 / np.log(10), len(series.test))
+    else:
+        levels = make_detector(detector, **params).fit(series.fit).score(series.test)["score"].to_numpy()
+    return Scored(series.name, alert_levels(levels, refractory_rows), time.perf_counter() - started)
+
+
+def score_all(data: list[Series], detector: str, params: dict, refractory_rows: int, workers: int,
+              progress: Callable[[str], None] = lambda _: None) -> dict[str, Scored]:
+    results = {}
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(score_series, s, detector, params, refractory_rows): s.name for s in data}
+        for done, future in enumerate(futures, 1):
+            results[futures[future]] = future.result()
+            progress(f"{detector}: {done}/{len(data)} series scored ({futures[future]})")
+    return results
+
+
+# --- thresholds and results ------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    dataset: str
+    detector: str
+    protocol: str
+    thresholds: dict[str, float]  # per series
+    events: EventMetrics
+    by_category: dict[str, EventMetrics]
+    nab_scores: dict[str, float] = field(default_factory=dict)  # per NAB profile
+    points_per_second: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        values = self.events.as_dict()
+        values |= {f"nab_{profile}": score for profile, score in self.nab_scores.items()}
+        for category, metrics in self.by_category.items():
+            values |= metrics.as_dict(f"{category}.")
+        if self.points_per_second:
+            values["points_per_second"] = self.points_per_second
+        return values
+
+
+def folds(names: Iterable[str]) -> list[list[str]]:
+    ordered = sorted(names)
+    return [ordered[0::2], ordered[1::2]]
+
+
+def _event_total(data: dict[str, Series], scored: dict[str, Scored], thresholds: dict[str, float]) -> EventMetrics:
+    return sum((event_metrics(data[n].segment, scored[n].levels >= thresholds[n]) for n in thresholds), EventMetrics(0, 0, 0, 0))
+
+
+def best_f1_threshold(data: dict[str, Series], scored: dict[str, Scored], names: list[str]) -> float:
+    """The threshold with the best summed event F1 on ``names`` (candidates: their alert levels' quantiles)."""
+    levels = np.concatenate([scored[n].levels[scored[n].levels > 0] for n in names] or [np.zeros(1)])
+    candidates = np.unique(np.quantile(levels, np.linspace(0, 1, 101))) if len(levels) else np.array([np.inf])
+    return float(max(candidates, key=lambda t: _event_total(data, scored, {n: t for n in names}).f1))
+
+
+def nab_threshold(data: dict[str, Series], scored: dict[str, Scored], names: list[str], profile: nab.Profile) -> float:
+    grids = [nab.scoring_grid(len(data[n].test), nab.window_bounds(data[n].test["timestamp"], data[n].nab_windows), profile) for n in names]
+    threshold, _ = nab.best_threshold(grids, [scored[n].levels for n in names])
+    return threshold
+
+
+def choose_thresholds(dataset: str, data: dict[str, Series], scored: dict[str, Scored], protocol: str) -> dict[str, float]:
+    names = sorted(data)
+    if protocol == "fixed":
+        return dict.fromkeys(names, FIXED_LEVEL)
+    if protocol == "nab":
+        if dataset != "nab":
+            raise ValueError("the nab protocol applies to the NAB data set only")
+        return dict.fromkeys(names, nab_threshold(data, scored, names, nab.PROFILES["standard"]))
+    if protocol == "cross_fit":
+        thresholds = {}
+        for fold, other in zip(folds(names), reversed(folds(names))):
+            tuned = (nab_threshold(data, scored, other, nab.PROFILES["standard"]) if dataset == "nab"
+                     else best_f1_threshold(data, scored, other))
+            thresholds |= dict.fromkeys(fold, tuned)
+        return thresholds
+    raise ValueError(f"unknown threshold protocol {protocol!r}: fixed, cross_fit or nab")
+
+
+def evaluate(dataset: str, data: list[Series], scored: dict[str, Scored], detector: str, protocol: str) -> Evaluation:
+    by_name = {s.name: s for s in data}
+    thresholds = choose_thresholds(dataset, by_name, scored, protocol)
+    by_category: dict[str, EventMetrics] = {}
+    for s in data:
+        metrics = event_metrics(s.segment, scored[s.name].levels >= thresholds[s.name])
+        by_category[s.category] = by_category.get(s.category, EventMetrics(0, 0, 0, 0)) + metrics
+    total = sum(by_category.values(), EventMetrics(0, 0, 0, 0))
+    rows = sum(len(s.test) for s in data)
+    seconds = sum(x.seconds for x in scored.values())
+    result = Evaluation(dataset, detector, protocol, thresholds, total, by_category,
+                        points_per_second=rows / seconds if seconds and detector not in BASELINES else 0.0)
+    if dataset == "nab":
+        result.nab_scores = nab_scores(data, scored, thresholds, per_profile_optimum=protocol == "nab")
+    return result
+
+
+def nab_scores(data: list[Series], scored: dict[str, Scored], thresholds: dict[str, float], per_profile_optimum: bool) -> dict[str, float]:
+    """The three profile scores: each series at its threshold, or (NAB's protocol) each profile at its own optimum."""
+    scores = {}
+    for profile in nab.PROFILES.values():
+        if per_profile_optimum:
+            timestamps = {s.name: s.test["timestamp"] for s in data}
+            levels = {s.name: scored[s.name].levels for s in data}
+            scores[profile.name] = nab.score_corpus(timestamps, levels, {s.name: s.nab_windows for s in data}, profile).score
+            continue
+        raw = null = perfect = 0.0
+        for s in data:
+            grid = nab.scoring_grid(len(s.test), nab.window_bounds(s.test["timestamp"], s.nab_windows), profile)
+            raw += nab.score_detections(grid, scored[s.name].levels >= thresholds[s.name]).raw
+            null, perfect = null + grid.null, perfect + grid.perfect
+        scores[profile.name] = nab.normalized(raw, null, perfect)
+    return scores

@@ -1,0 +1,144 @@
+"""Pattern recognition: seasonality, regimes and recurring shapes (motifs) of metric series.
+
+Known behaviour is not an anomaly: a daily cycle, the quiet/normal/peak regimes of the
+trading day, a batch job's recurring spike. ``dominant_period`` finds the season,
+``regimes`` names the levels a series moves between, ``ShapeLibrary`` remembers the shapes
+seen in normal history so that a window like one of them scores low and a new shape high
+(``detectors.MotifNoveltyDetector``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from perflake.anomaly.features import EPSILON
+
+MIN_AUTOCORRELATION = 0.3
+REGIME_NAMES = {2: ("quiet", "busy"), 3: ("quiet", "normal", "peak"), 4: ("quiet", "normal", "busy", "peak")}
+
+
+def autocorrelation(values: np.ndarray) -> np.ndarray:
+    """Autocorrelation at every lag, by FFT, of the series with its mean removed (gaps filled)."""
+    x = pd.Series(values, dtype=float).interpolate(limit_direction="both").to_numpy()
+    x = x - x.mean()
+    n = len(x)
+    spectrum = np.fft.rfft(x, 2 * n)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
+    return acf / (acf[0] + EPSILON)
+
+
+def dominant_period(values: np.ndarray, min_period: int = 4, max_period: int | None = None) -> int | None:
+    """The lag of the highest autocorrelation peak, if it is clear (above 0.3); else None."""
+    values = np.asarray(values, dtype=float)
+    max_period = max_period or len(values) // 3
+    if max_period <= min_period or np.nanstd(values) == 0:
+        return None
+    acf = autocorrelation(values)[: max_period + 1]
+    peaks = [lag for lag in range(min_period, max_period) if acf[lag] >= acf[lag - 1] and acf[lag] >= acf[lag + 1]]
+    if not peaks:
+        return None
+    best = max(peaks, key=lambda lag: acf[lag])
+    return best if acf[best] >= MIN_AUTOCORRELATION else None
+
+
+@dataclass(frozen=True)
+class Regimes:
+    """Each window's regime, and each regime's typical level and spread."""
+
+    labels: pd.Series  # regime name per window start
+    profile: pd.DataFrame  # per regime: mean, std, n_windows
+
+
+def regimes(frame: pd.DataFrame, metric: str, window: int, n_regimes: int = 3, seed: int = 0) -> Regimes:
+    """Cluster non-overlapping windows by level and spread; name the clusters from the lowest level up."""
+    from sklearn.cluster import KMeans
+
+    if n_regimes not in REGIME_NAMES:
+        raise ValueError(f"n_regimes must be one of {sorted(REGIME_NAMES)}")
+    values = frame[metric].astype(float)
+    groups = np.arange(len(frame)) // window
+    stats = values.groupby(groups).agg(["mean", "std"]).fillna(0.0)
+    if len(stats) < n_regimes:
+        raise ValueError(f"{len(stats)} windows of {window} rows: too few for {n_regimes} regimes")
+    scaled = (stats - stats.mean()) / (values.std() + EPSILON)  # level and spread in the series' own unit
+    clusters = KMeans(n_clusters=n_regimes, n_init=10, random_state=seed).fit_predict(scaled)
+    order = stats.groupby(clusters)["mean"].mean().sort_values().index
+    names = dict(zip(order, REGIME_NAMES[n_regimes]))
+    labels = pd.Series([names[c] for c in clusters], index=frame["timestamp"].iloc[stats.index * window].to_numpy(), name="regime")
+    profile = stats.assign(regime=labels.to_numpy()).groupby("regime").agg(mean=("mean", "mean"), std=("std", "mean"),
+                                                                        n_windows=("mean", "size"))
+    return Regimes(labels, profile.loc[[n for n in REGIME_NAMES[n_regimes] if n in profile.index]])
+
+
+def subsequences(values: np.ndarray, length: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Z-normalized windows of ``length`` rows (the shape, not the level), and the index of each window's last row."""
+    x = pd.Series(values, dtype=float).ffill().bfill().to_numpy()
+    if len(x) < length:
+        return np.empty((0, length)), np.empty(0, dtype=int)
+    windows = np.lib.stride_tricks.sliding_window_view(x, length)[::stride]
+    ends = np.arange(length - 1, len(x))[::stride]
+    centred = windows - windows.mean(axis=1, keepdims=True)
+    return centred / (windows.std(axis=1, keepdims=True) + 1e-6 * (np.abs(windows).mean() + 1)), ends
+
+
+@dataclass(frozen=True)
+class Motif:
+    """A recurring shape: two windows (by their last row) that look alike, and how far apart they are."""
+
+    end: int
+    twin_end: int
+    distance: float
+
+
+def motifs(values: np.ndarray, length: int, top: int = 3, stride: int = 1) -> list[Motif]:
+    """The ``top`` closest pairs of non-overlapping windows: the series' most recurring shapes."""
+    from sklearn.neighbors import NearestNeighbors
+
+    shapes, ends = subsequences(values, length, stride)
+    if len(shapes) < 3:
+        return []
+    neighbours = min(len(shapes), 2 * length // stride + 2)
+    distances, indexes = NearestNeighbors(n_neighbors=neighbours).fit(shapes).kneighbors(shapes)
+    found = []
+    for row in range(len(shapes)):
+        for distance, other in zip(distances[row], indexes[row]):
+            if abs(ends[other] - ends[row]) >= length:  # not a trivial match with itself shifted
+                found.append(Motif(int(ends[row]), int(ends[other]), float(distance)))
+                break
+    found.sort(key=lambda m: m.distance)
+    chosen: list[Motif] = []
+    for motif in found:
+        if all(abs(motif.end - c.end) >= length and abs(motif.end - c.twin_end) >= length for c in chosen):
+            chosen.append(motif)
+        if len(chosen) == top:
+            break
+    return chosen
+
+
+class ShapeLibrary:
+    """The shapes of normal history; ``novelty`` is each window's distance to the nearest known one."""
+
+    def __init__(self, length: int, max_shapes: int = 4000):
+        self.length, self.max_shapes = length, max_shapes
+
+    def fit(self, values: np.ndarray) -> ShapeLibrary:
+        from sklearn.neighbors import NearestNeighbors
+
+        stride = max(1, (len(values) - self.length + 1) // self.max_shapes)
+        shapes, _ = subsequences(values, self.length, stride)
+        if len(shapes) == 0:
+            raise ValueError(f"{len(values)} rows: too few to learn shapes of {self.length} rows")
+        self.index = NearestNeighbors(n_neighbors=1).fit(shapes)
+        return self
+
+    def novelty(self, values: np.ndarray) -> np.ndarray:
+        """Per row: distance of the window ending there to the nearest known shape (NaN before a full window)."""
+        shapes, ends = subsequences(values, self.length)
+        result = np.full(len(values), np.nan)
+        if len(shapes):
+            distances, _ = self.index.kneighbors(shapes)
+            result[ends] = distances[:, 0] / np.sqrt(self.length)
+        return result

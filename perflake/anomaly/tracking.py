@@ -1,0 +1,111 @@
+"""MLflow: every training and evaluation run tracked, detectors registered and loaded by alias.
+
+The tracking store and registry come from ``[ml]`` in ``conf/``: a sqlite database and an
+artifact folder under the state folder by default, a team's server by URI. A registered
+detector is an MLflow pyfunc model named ``<model_prefix>-<detector>``: ``predict`` takes a
+frame (``timestamp`` + metric columns) and returns the detector's scores; ``load_detector``
+gives back the fitted ``Detector`` itself (``fit``/``score``/``update``/``explain``). Loading
+needs the ``perflake`` package installed, as everywhere perflake runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from perflake.anomaly.detectors import Detector
+from perflake.config import Config
+
+MODEL_REQUIREMENTS = ["scikit-learn", "pandas", "numpy", "scipy"]
+
+
+class DetectorModel(mlflow.pyfunc.PythonModel):
+    def __init__(self, detector: Detector):
+        self.detector = detector
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return self.detector.score(model_input)
+
+
+def use_tracking(config: Config) -> str:
+    """Point MLflow at the configured store; the experiment's id (created on first use)."""
+    mlflow.set_tracking_uri(config.ml.tracking_uri)
+    mlflow.set_registry_uri(config.ml.tracking_uri)
+    if config.ml.tracking_uri.startswith("sqlite:///"):
+        Path(config.ml.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    experiment = mlflow.get_experiment_by_name(config.ml.experiment)
+    if experiment is None:
+        local_store = not config.ml.tracking_uri.startswith(("http://", "https://", "databricks"))
+        return mlflow.create_experiment(config.ml.experiment, artifact_location=config.ml.artifact_root if local_store else None)
+    return experiment.experiment_id
+
+
+def model_name(config: Config, detector: str) -> str:
+    return f"{config.ml.model_prefix}-{detector}"
+
+
+def log_evaluation(config: Config, evaluation, params: dict, figures: dict[str, object]) -> str:
+    """One run: parameters, metrics overall and per category, threshold per series, plots as artifacts."""
+    experiment_id = use_tracking(config)
+    name = f"evaluate {evaluation.detector} on {evaluation.dataset} ({evaluation.protocol})"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+        mlflow.set_tags({"kind": "evaluation", "dataset": evaluation.dataset, "detector": evaluation.detector,
+                         "protocol": evaluation.protocol})
+        mlflow.log_params({**params, "dataset": evaluation.dataset, "detector": evaluation.detector, "protocol": evaluation.protocol})
+        mlflow.log_metrics({key.replace("/", "_"): float(value) for key, value in evaluation.metrics().items()})
+        mlflow.log_dict(evaluation.thresholds, "thresholds.json")
+        for file_name, figure in figures.items():
+            mlflow.log_figure(figure, f"plots/{file_name}")
+    return run.info.run_id
+
+
+def register_detector(config: Config, detector: Detector, params: dict, trained_on: str, alias: str | None) -> tuple[str, str]:
+    """Log a fitted detector in a training run and register it; returns (model name, version)."""
+    experiment_id = use_tracking(config)
+    name = model_name(config, detector.name)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train {detector.name} on {trained_on}"):
+        mlflow.set_tags({"kind": "training", "detector": detector.name, "family": detector.family, "trained_on": trained_on})
+        mlflow.log_params({**params, "detector": detector.name, "trained_on": trained_on})
+        # no signature: a schema would refuse the time-zone-aware timestamps the detectors read
+        info = mlflow.pyfunc.log_model(name="detector", python_model=DetectorModel(detector), registered_model_name=name,
+                                       pip_requirements=MODEL_REQUIREMENTS)
+    version = str(info.registered_model_version)
+    if alias:
+        mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
+    return name, version
+
+
+def load_detector(config: Config, name: str, alias_or_version: str) -> Detector:
+    """A registered detector by alias (``champion``) or version number."""
+    use_tracking(config)
+    reference = f"models:/{name}/{alias_or_version}" if alias_or_version.isdigit() else f"models:/{name}@{alias_or_version}"
+    return mlflow.pyfunc.load_model(reference).unwrap_python_model().detector
+
+
+def detection_figure(series, levels: np.ndarray, threshold: float):
+    """The series, its labelled anomalies shaded, and the alerts marked: what an operator would look at."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    test = series.test
+    metric = [c for c in test.columns if c != "timestamp"][0]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot(test["timestamp"], test[metric], linewidth=0.6, color="#345")
+    inside = series.segment >= 0
+    for segment in np.unique(series.segment[inside]):
+        rows = np.flatnonzero(series.segment == segment)
+        top.axvspan(test["timestamp"].iloc[rows[0]], test["timestamp"].iloc[rows[-1]], color="orange", alpha=0.3)
+    alerts = levels >= threshold
+    top.scatter(test["timestamp"][alerts], test[metric][alerts], color="red", zorder=3, s=18, label="alert")
+    top.set_title(f"{series.name}: labelled anomalies (shaded) and alerts (red); {metric}")
+    bottom.plot(test["timestamp"], levels, linewidth=0.6, color="#666")
+    bottom.axhline(threshold, color="red", linestyle="--", linewidth=0.8)
+    bottom.set_ylabel("alert level")
+    figure.tight_layout()
+    return figure
+

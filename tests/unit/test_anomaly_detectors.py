@@ -1,0 +1,95 @@
+"""Each detector on small synthetic seasonal series: finds the injected anomaly, stays quiet on clean data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perflake.anomaly.detectors import DETECTORS, SCORE_COLUMNS, make_detector
+from perflake.anomaly.features import Feature, FeatureSet
+from perflake.anomaly.evaluate import DEFAULT_REFRACTORY_ROWS, FIXED_LEVEL, alert_levels
+from tests import synthetic as syn
+
+# the two detectors without a model of the season cannot tell a seasonal break from the season
+# (docs/anomaly-detection.md)
+SEASON_BLIND = {"median_mad", "ewma_control"}
+
+
+def scores(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    return make_detector(name).fit(frame.iloc[: syn.FIT_ROWS]).score(frame)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_no_alert_on_clean_seasonal_data(name):
+    for seed in (3, 7):
+        levels = alert_levels(scores(name, syn.clean(seed))["score"].to_numpy(), DEFAULT_REFRACTORY_ROWS)[syn.FIT_ROWS :]
+        assert (levels >= FIXED_LEVEL).sum() == 0, f"seed {seed}: highest level {levels.max():.2f}"
+
+
+@pytest.mark.parametrize(
+    "name,kind", [(n, k) for n in DETECTORS for k in syn.KINDS if not (k == "seasonal_break" and n in SEASON_BLIND)]
+)
+def test_the_anomaly_scores_above_every_normal_row(name, kind):
+    level = scores(name, syn.with_anomaly(kind))["score"].to_numpy()
+    during = level[syn.START : syn.START + syn.LENGTH].max()
+    normal = level[syn.FIT_ROWS : syn.START].max()
+    assert during > normal, f"{kind}: peak {during:.2f} during the anomaly, {normal:.2f} on normal rows"
+
+
+@pytest.mark.parametrize("name", ["median_mad", "ensemble", "cusum"])
+def test_a_spike_raises_an_alert_at_the_fixed_level(name):
+    levels = alert_levels(scores(name, syn.with_anomaly("spike"))["score"].to_numpy(), DEFAULT_REFRACTORY_ROWS)
+    alerts = np.flatnonzero(levels[syn.FIT_ROWS :] >= FIXED_LEVEL) + syn.FIT_ROWS  # the warm-up is never scored
+    assert list(alerts) == [syn.START]
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_scores_carry_the_expected_range_and_what_contributed(name):
+    scored = scores(name, syn.with_anomaly("spike"))
+    assert list(scored.columns) == SCORE_COLUMNS and len(scored) == syn.ROWS
+    row = scored.iloc[syn.START]
+    assert row["expected_low"] < 100 + 20 < row["expected_high"] + 40  # the spike (+40) left the expected range
+    assert "value" in row["contributor"]
+
+
+def test_a_spike_is_explained_with_its_expected_range():
+    frame = syn.with_anomaly("spike")
+    detector = make_detector("holt_winters").fit(frame.iloc[: syn.FIT_ROWS])
+    scored = detector.score(frame)
+    text = detector.explain(scored, syn.START)
+    assert text.startswith("holt_winters (seasonal_forecast): surprise") and "value expected in [" in text
+    assert not scored.loc[syn.START, "expected_low"] <= frame["value"].iloc[syn.START] <= scored.loc[syn.START, "expected_high"]
+
+
+def test_on_a_host_the_broken_metric_is_named():
+    rng = np.random.default_rng(0)
+    n = 1500
+    load = 50 + 10 * np.sin(np.arange(n) / 20)
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=n, freq="min", tz="UTC"),
+                          "cpu": load + rng.normal(0, 1, n), "memory": 2 * load + rng.normal(0, 1, n), "disk": rng.normal(10, 1, n)})
+    frame.loc[1200, "memory"] += 30
+    scored = make_detector("pca_reconstruction").fit(frame.iloc[:1000]).score(frame)
+    assert scored["score"].idxmax() == 1200
+    assert scored.loc[1200, "contributor"].startswith("memory__")
+
+
+WINDOWED = FeatureSet("windowed", 1, (Feature("robust_z", 60), Feature("zscore", 200), Feature("diff", 1)))
+
+
+@pytest.mark.parametrize("name,params", [("median_mad", {}), ("knn_distance", {"feature_set": WINDOWED})])
+def test_streaming_updates_score_as_one_pass_does(name, params):
+    frame = syn.with_anomaly("spike")
+    detector = make_detector(name, **params).fit(frame.iloc[: syn.FIT_ROWS])
+    whole = detector.score(frame).iloc[syn.FIT_ROWS :]
+    streamed = pd.concat([detector.update(frame.iloc[start : start + 100]) for start in range(syn.FIT_ROWS, syn.ROWS, 100)])
+    np.testing.assert_allclose(streamed["score"].to_numpy(), whole["score"].to_numpy())
+
+
+def test_misuse_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown detector 'nope'; known: median_mad"):
+        make_detector("nope")
+    with pytest.raises(RuntimeError, match="ewma_control: fit the detector before scoring"):
+        make_detector("ewma_control").score(syn.clean())
+    with pytest.raises(ValueError, match="a 'timestamp' column and at least one metric column"):
+        make_detector("ewma_control").fit(syn.clean()[["value"]])
+    with pytest.raises(ValueError, match="0 scored rows of history: a detector needs at least 10"):
+        make_detector("median_mad").fit(syn.clean().iloc[:5])

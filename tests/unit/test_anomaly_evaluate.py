@@ -1,0 +1,72 @@
+"""Event metrics, the alerting rule, threshold protocols, and pattern recognition."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perflake.anomaly import evaluate as ev
+from perflake.anomaly.patterns import dominant_period, motifs, regimes
+from tests import synthetic as syn
+
+
+def test_segments_number_each_run_of_labels():
+    assert ev.segments_of(np.array([0, 1, 1, 0, 0, 1, 0, 1])).tolist() == [-1, 0, 0, -1, -1, 1, -1, 2]
+
+
+def test_event_recall_and_alert_precision_count_events_and_alerts_not_points():
+    segment = np.array([-2, -2, -1, 0, 0, 0, -1, -1, 1, 1, -1])
+    alerts = np.array([1, 0, 0, 1, 1, 0, 1, 0, 0, 0, 0], dtype=bool)  # the first is in the unscored part
+    metrics = ev.event_metrics(segment, alerts)
+    assert (metrics.events, metrics.detected, metrics.alerts, metrics.true_alerts) == (2, 1, 3, 2)
+    assert (metrics.recall, metrics.precision) == (0.5, pytest.approx(2 / 3))
+    assert metrics.f1 == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert ev.event_metrics(segment, np.zeros(11, dtype=bool)).f1 == 0.0  # the null detector
+
+
+def test_an_alert_silences_its_series_until_a_higher_level_comes():
+    levels = np.array([0, 5, 5, 4, 6, 0, 0, 0, 5])
+    assert ev.alert_levels(levels, 3).tolist() == [0, 5, 0, 0, 6, 0, 0, 0, 5]
+    assert ev.alert_levels(levels, 0).tolist() == levels.tolist()
+
+
+def test_cross_fit_tunes_each_fold_on_the_other_only():
+    series = {f"s{i}": ev.Series(f"s{i}", pd.DataFrame(), pd.DataFrame(), np.array([-1, 0, 0, -1]), "c") for i in range(4)}
+    # fold 0 (s0, s2): anomalies at level 3, noise at 2; fold 1 (s1, s3): anomalies at 7, noise at 5
+    levels = {"s0": (3.0, 2.0), "s1": (7.0, 5.0), "s2": (3.0, 2.0), "s3": (7.0, 5.0)}
+    scored = {n: ev.Scored(n, np.array([1.0, anomaly, 0.0, noise]), 0.0) for n, (anomaly, noise) in levels.items()}
+    thresholds = ev.choose_thresholds("smd", series, scored, "cross_fit")
+    assert thresholds["s0"] == thresholds["s2"] and thresholds["s1"] == thresholds["s3"]
+    assert 5.0 < thresholds["s0"] <= 7.0  # tuned on fold 1: fold 0's own labels (best in (2, 3]) were not used
+    assert 2.0 < thresholds["s1"] <= 3.0
+
+
+def test_an_unknown_protocol_or_data_set_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown threshold protocol 'best'"):
+        ev.choose_thresholds("smd", {}, {}, "best")
+    with pytest.raises(FileNotFoundError, match=r"data set 'smd' not found at .*smd \(set --data-dir\)"):
+        ev.load_dataset("smd", tmp_path)
+
+
+def test_the_season_is_found():
+    assert dominant_period(syn.clean()["value"].to_numpy()) == syn.PERIOD
+    assert dominant_period(np.random.default_rng(0).normal(size=2000)) is None
+
+
+def test_regimes_are_named_from_the_quietest_up():
+    rng = np.random.default_rng(0)
+    levels = np.repeat([10.0, 50.0, 100.0, 50.0, 10.0, 100.0], 120) + rng.normal(0, 1, 720)
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=720, freq="min", tz="UTC"), "rps": levels})
+    found = regimes(frame, "rps", window=30)
+    assert found.labels.tolist() == [name for name in ("quiet", "normal", "peak", "normal", "quiet", "peak") for _ in range(4)]
+    assert found.profile["mean"].is_monotonic_increasing
+
+
+def test_a_recurring_shape_is_found_as_a_motif():
+    rng = np.random.default_rng(2)
+    values = rng.normal(0, 1, 1000)
+    shape = 10 * np.sin(np.linspace(0, 3 * np.pi, 40))
+    values[200:240] += shape
+    values[700:740] += shape
+    best = motifs(values, 40, top=1)[0]
+    first, second = sorted([best.end, best.twin_end])
+    assert second - first == 500 and 230 <= first <= 245  # the two occurrences, give or take the noise

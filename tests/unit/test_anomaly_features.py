@@ -1,0 +1,62 @@
+"""The feature framework: point in time (no look-ahead), the same numbers on pandas and Spark."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perflake.anomaly.features import DETECTOR_FEATURES, Feature, FeatureSet, compute_features, spark_features
+from tests import synthetic as syn
+
+EVERY_KIND = FeatureSet(
+    "every_kind", 1,
+    tuple(Feature(kind, 12) for kind in ("lag", "diff", "pct_change", "rolling_mean", "rolling_std", "rolling_min", "rolling_max",
+                                         "ewm_mean", "ewm_std", "zscore", "robust_z", "diff_robust_z", "volatility_ratio"))
+    + (Feature("value"), Feature("seasonal_z")),
+    calendar=True, cross_series=True, seasonal_slot="hour_of_day",
+)
+
+
+def host(rows: int = 400) -> pd.DataFrame:
+    frame = syn.clean(rows=rows)
+    return frame.assign(memory=frame["value"] * 2 + np.random.default_rng(1).normal(0, 1, rows))
+
+
+@pytest.mark.parametrize("cut", [30, 150, 399])
+def test_a_feature_at_a_row_reads_no_later_row(cut):
+    frame = host()
+    whole = compute_features(frame, EVERY_KIND)
+    truncated = compute_features(frame.iloc[: cut + 1], EVERY_KIND)
+    pd.testing.assert_series_equal(whole.iloc[cut], truncated.iloc[cut], check_names=False)
+
+
+def test_rolling_statistics_describe_the_rows_before():
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=6, freq="min", tz="UTC"), "v": [1.0, 2, 3, 4, 5, 100]})
+    features = compute_features(frame, FeatureSet("t", 1, (Feature("rolling_mean", 4), Feature("lag", 1), Feature("diff", 2))))
+    assert features["v__rolling_mean_4"].iloc[5] == 3.5  # 2, 3, 4, 5: not the 100 itself
+    assert features["v__lag_1"].iloc[5] == 5 and features["v__diff_2"].iloc[5] == 96
+
+
+def test_calendar_features_know_the_trading_session():
+    stamps = pd.Series(pd.to_datetime(["2026-11-23 14:35", "2026-11-26 15:00", "2026-11-28 15:00"], utc=True))  # Mon open, Thanksgiving, Sat
+    frame = compute_features(pd.DataFrame({"timestamp": stamps, "v": [1.0, 2, 3]}), EVERY_KIND)
+    assert frame["is_open"].tolist() == [True, False, False]
+    assert frame["is_holiday"].tolist() == [False, True, False]
+    assert frame["is_weekend"].tolist() == [False, False, True]
+
+
+def test_an_unknown_feature_or_a_frame_without_metrics_is_an_error():
+    with pytest.raises(ValueError, match="unknown feature kind 'wobble'"):
+        compute_features(syn.clean(rows=10), FeatureSet("x", 1, (Feature("wobble", 3),)))
+    with pytest.raises(ValueError, match="at least one metric column"):
+        compute_features(syn.clean(rows=10)[["timestamp"]], DETECTOR_FEATURES)
+
+
+def test_spark_computes_the_same_features_per_series(spark):
+    a, b = host(200), host(150).assign(value=lambda f: f["value"] + 50)
+    rows = pd.concat([a.assign(host="a"), b.assign(host="b")]).sample(frac=1.0, random_state=0)  # Spark sees them unordered
+    result = spark_features(spark.createDataFrame(rows), EVERY_KIND, ["host"], ["value", "memory"]).toPandas()
+    for name, frame in (("a", a), ("b", b)):
+        expected = compute_features(frame, EVERY_KIND)
+        got = result[result["host"] == name].sort_values("timestamp").reset_index(drop=True)
+        for column in expected.columns:
+            np.testing.assert_allclose(got[column].astype(float), expected[column].astype(float), rtol=1e-9, equal_nan=True, err_msg=column)

@@ -1,0 +1,103 @@
+"""The NAB scorer: hand-computed cases, the exact threshold sweep, and NAB's published scores."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perflake.anomaly import nab
+from tests.support import PROJECT_DIR
+
+NAB_DIR = PROJECT_DIR.parent / "shared" / "data" / "nab"
+STANDARD = nab.PROFILES["standard"]
+ROWS = 100  # probation: floor(0.15 * 100) = 15 rows
+WINDOW = (40, 49)  # width 10
+
+
+def grid(profile=STANDARD):
+    return nab.scoring_grid(ROWS, [WINDOW], profile)
+
+
+def fire(*rows):
+    detections = np.zeros(ROWS, dtype=bool)
+    detections[list(rows)] = True
+    return detections
+
+
+def test_a_detection_at_the_left_edge_of_the_window_earns_the_full_true_positive_weight():
+    assert nab.score_detections(grid(), fire(40)).raw == pytest.approx(1.0)
+
+
+def test_a_detection_at_the_right_edge_earns_the_sigmoid_of_its_position():
+    # y = -(49 - 49 + 1) / 10 = -0.1: (2 / (1 + e^-0.5) - 1) / (2 / (1 + e^-5) - 1)
+    expected = (2 / (1 + np.exp(-0.5)) - 1) / (2 / (1 + np.exp(-5)) - 1)
+    assert nab.score_detections(grid(), fire(49)).raw == pytest.approx(expected)
+
+
+def test_only_the_earliest_detection_in_a_window_counts():
+    assert nab.score_detections(grid(), fire(42, 45, 49)).raw == pytest.approx(nab.score_detections(grid(), fire(42)).raw)
+
+
+def test_a_missed_window_costs_the_false_negative_weight_per_profile():
+    assert nab.score_detections(grid(), fire()).raw == -1.0
+    assert nab.score_detections(grid(nab.PROFILES["reward_low_FN_rate"]), fire()).raw == -2.0
+
+
+def test_false_alerts_cost_by_their_distance_past_the_window():
+    # row 80: (80 - 49) / 9 = 3.44 > 3, so -1 * fp; row 50: 1/9 past, the sigmoid of 0.111
+    far = nab.score_detections(grid(), fire(40, 80)).raw - 1.0
+    near = nab.score_detections(grid(), fire(40, 50)).raw - 1.0
+    assert far == pytest.approx(-0.11)
+    assert near == pytest.approx(0.11 * (2 / (1 + np.exp(5 / 9)) - 1))
+    # before any window: as far as can be; inside the probation period: not scored at all
+    assert nab.score_detections(grid(), fire(20)).raw == pytest.approx(-1.0 - 0.11)
+    assert nab.score_detections(grid(), fire(5)).raw == -1.0
+
+
+def test_the_normalized_score_runs_from_null_to_perfect():
+    g = grid()
+    assert (g.null, g.perfect) == (-1.0, pytest.approx(1.0))
+    assert nab.normalized(nab.score_detections(g, fire(40)).raw, g.null, g.perfect) == pytest.approx(100.0)
+    assert nab.normalized(nab.score_detections(g, fire()).raw, g.null, g.perfect) == 0.0
+
+
+def test_the_threshold_sweep_finds_the_same_optimum_as_trying_every_threshold():
+    rng = np.random.default_rng(4)
+    grids = [nab.scoring_grid(400, [(100, 129), (300, 339)], STANDARD), nab.scoring_grid(300, [(150, 169)], STANDARD)]
+    scores = [rng.random(400).round(2), rng.random(300).round(2)]
+    scores[0][110] = scores[1][155] = 0.999  # something worth finding
+    threshold, best = nab.best_threshold(grids, scores)
+    brute = max(sum(nab.score_detections(g, s >= t).raw for g, s in zip(grids, scores)) for t in np.unique(np.concatenate(scores)))
+    assert best == pytest.approx(brute)
+    assert sum(nab.score_detections(g, s >= threshold).raw for g, s in zip(grids, scores)) == pytest.approx(best)
+
+
+def test_a_window_not_on_a_row_of_the_file_is_an_error_naming_it():
+    timestamps = pd.Series(pd.date_range("2026-01-01", periods=10, freq="5min"))
+    with pytest.raises(ValueError, match="window 2026-01-01 00:01:00 .. 2026-01-01 00:20:00"):
+        nab.window_bounds(timestamps, [("2026-01-01 00:01:00", "2026-01-01 00:20:00")])
+
+
+@pytest.mark.parametrize("detector", ["numenta", "windowedGaussian"])
+def test_the_reference_detectors_published_final_scores_are_reproduced(detector):
+    corpus = nab.load_corpus(NAB_DIR)
+    outputs = nab.read_detector_outputs(NAB_DIR / "reference_detectors" / detector, corpus)
+    published = json.loads((NAB_DIR / "reference_detectors" / "final_results.json").read_text())[detector]
+    for profile in nab.PROFILES.values():
+        per_file = pd.read_csv(NAB_DIR / "reference_detectors" / detector / f"{detector}_{profile.name}_scores.csv").dropna(subset=["File"])
+        threshold = float(per_file["Threshold"].iloc[0])
+        result = nab.score_corpus(corpus.timestamps, outputs, corpus.windows, profile, threshold)
+        assert result.score == pytest.approx(published[profile.name], abs=1e-6)
+        ours = {name: score.raw for name, score in result.per_file.items()}
+        assert ours == pytest.approx(dict(zip(per_file["File"], per_file["Score"].astype(float))), abs=1e-6)
+
+
+def test_nab_score_cli_prints_the_three_profiles(tmp_path):
+    from perflake.cli import main
+
+    results = NAB_DIR / "reference_detectors" / "numenta"
+    thresholds = NAB_DIR / "reference_detectors" / "thresholds.json"
+    assert main(["evaluate", "nab-score", str(results), "--thresholds", str(thresholds), "--nab-dir", str(NAB_DIR)]) == 0
+    assert main(["evaluate", "nab-score", str(tmp_path / "nothing"), "--nab-dir", str(NAB_DIR)]) == 2
