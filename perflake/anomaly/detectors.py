@@ -28,7 +28,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from perflake.anomaly.features import DETECTOR_FEATURES, EPSILON, MAD_TO_SIGMA, FeatureSet, compute_features, robust_z
+from perflake.anomaly.features import DETECTOR_FEATURES, EPSILON, MAD_TO_SIGMA, FeatureSet, compute_features, past_median_spread
 from perflake.anomaly.patterns import ShapeLibrary, dominant_period
 
 TAIL_QUANTILE = 0.95
@@ -166,11 +166,8 @@ class MedianMadDetector(UnivariateDetector):
         self.context_rows = 2 * window + 1  # the MAD is a median of deviations from a rolling median
 
     def _per_metric(self, metric, values):
-        series = pd.Series(values)
-        past = series.shift(1).rolling(self.window, min_periods=max(2, self.window // 4))
-        median = past.median()
-        spread = MAD_TO_SIGMA * (series.shift(1) - median).abs().rolling(self.window, min_periods=max(2, self.window // 4)).median()
-        return np.abs(robust_z(series, self.window).to_numpy()), median.to_numpy(), spread.to_numpy()
+        median, spread = past_median_spread(pd.Series(values), self.window)
+        return np.abs(values - median.to_numpy()) / (spread.to_numpy() + EPSILON), median.to_numpy(), spread.to_numpy()
 
 
 class EwmaControlChart(UnivariateDetector):
@@ -332,9 +329,7 @@ def _typical_ranges(frame: pd.DataFrame, metric_per_row: np.ndarray, window: int
     low, high = np.full(len(frame), np.nan), np.full(len(frame), np.nan)
     for metric in np.unique(metric_per_row):
         rows = metric_per_row == metric
-        past = frame[metric].astype(float).shift(1).rolling(window, min_periods=2)
-        median = past.median()
-        spread = MAD_TO_SIGMA * (frame[metric].astype(float).shift(1) - median).abs().rolling(window, min_periods=2).median()
+        median, spread = past_median_spread(frame[metric].astype(float), window)
         low[rows] = (median - EXPECTED_SIGMAS * spread).to_numpy()[rows]
         high[rows] = (median + EXPECTED_SIGMAS * spread).to_numpy()[rows]
     return low, high

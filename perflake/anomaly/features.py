@@ -60,12 +60,17 @@ def _rolling(values: pd.Series, window: int) -> pd.core.window.Rolling:
     return _past(values).rolling(window, min_periods=max(2, window // 4))
 
 
-def robust_z(values: pd.Series, window: int) -> pd.Series:
-    """(x - median of the previous rows) / their MAD, scaled to a normal sigma."""
-    rolling = _rolling(values, window)
-    median = rolling.median()
+def past_median_spread(values: pd.Series, window: int) -> tuple[pd.Series, pd.Series]:
+    """The median of the previous ``window`` rows and their MAD, scaled to a normal sigma."""
+    median = _rolling(values, window).median()
     mad = (_past(values) - median).abs().rolling(window, min_periods=max(2, window // 4)).median()
-    return (values - median) / (MAD_TO_SIGMA * mad + EPSILON)
+    return median, MAD_TO_SIGMA * mad
+
+
+def robust_z(values: pd.Series, window: int) -> pd.Series:
+    """(x - median of the previous rows) / their MAD-sigma."""
+    median, spread = past_median_spread(values, window)
+    return (values - median) / (spread + EPSILON)
 
 
 def seasonal_z(values: pd.Series, slots: pd.Series) -> pd.Series:
