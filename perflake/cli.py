@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     nab_score.add_argument("--nab-dir", type=Path, help="the NAB corpus (default <ml.reference_data_dir>/nab)")
     nab_score.set_defaults(handler=cmd_evaluate_nab_score)
     run_eval = actions.add_parser("run", help="evaluate detectors and the null/random baselines on a labelled data set; logs to MLflow")
-    run_eval.add_argument("--dataset", required=True, choices=["nab", "smd"])
+    run_eval.add_argument("--dataset", required=True, choices=_dataset_names())
     run_eval.add_argument("--detector", required=True, help=f"comma-separated, or all ({', '.join(_detector_names())})")
     run_eval.add_argument("--protocol", default="fixed,cross_fit", help="threshold protocols, comma-separated: fixed, cross_fit, nab "
                           "(default %(default)s)")
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_eval.add_argument("--json", type=Path, help="also write the results as JSON here")
     run_eval.set_defaults(handler=cmd_evaluate_run)
     train = actions.add_parser("train", help="fit a detector on one series' normal rows and register it in MLflow")
-    train.add_argument("--dataset", required=True, choices=["nab", "smd"])
+    train.add_argument("--dataset", required=True, choices=_dataset_names())
     train.add_argument("--series", required=True, help="e.g. realKnownCause/nyc_taxi.csv or machine-1-6")
     train.add_argument("--detector", required=True, choices=_detector_names())
     train.add_argument("--alias", default="champion", help="alias to point at the new version (default %(default)s)")
@@ -270,6 +270,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     summary = simulate(config, workload, labels, speed=args.speed, on_progress=progress)
     print(f"done: {summary.total} events in {summary.wall_s:.1f}s wall ({dict(summary.events.most_common())})")
     return 0
+
+
+def _dataset_names() -> list[str]:
+    from perflake.anomaly.evaluate import DATASETS
+
+    return DATASETS
 
 
 def _detector_names() -> list[str]:

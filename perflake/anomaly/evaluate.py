@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perflake.anomaly import nab
+from perflake.anomaly import nab, simulated
 from perflake.anomaly.detectors import make_detector
 
 FIXED_LEVEL = 4.0
@@ -146,16 +146,31 @@ def _smd_frame(path: Path) -> pd.DataFrame:
     return pd.concat([pd.DataFrame({"timestamp": SMD_START + pd.to_timedelta(np.arange(len(values)), unit="min")}), values], axis=1)
 
 
-DATASETS: dict[str, Callable[[Path], list[Series]]] = {"nab": nab_series, "smd": smd_series}
+def simulated_series(spec: simulated.SimulatedSpec = simulated.SimulatedSpec()) -> list[Series]:
+    """Each simulated series present in both periods: fitted on the anomaly-free history, scored on the labelled test period."""
+    history, test = simulated.generate(spec)
+    result = [Series(name, history.frames[name], frame, simulated.labelled_segments(name, frame["timestamp"], test.anomalies),
+                     name.split("/")[0]) for name, frame in test.frames.items() if name in history.frames]
+    labelled = set().union(*(set(s.segment[s.segment >= 0]) for s in result))
+    if unscored := [a.anomaly_id for i, a in enumerate(test.anomalies) if i not in labelled]:
+        raise ValueError(f"anomalies {', '.join(unscored)} hit series the history never saw: lengthen history_days (now {spec.history_days})")
+    return result
+
+
+FILE_DATASETS: dict[str, Callable[[Path], list[Series]]] = {"nab": nab_series, "smd": smd_series}
+DATASETS = [*FILE_DATASETS, "simulated"]
 
 
 def load_dataset(name: str, data_dir: Path) -> list[Series]:
-    if name not in DATASETS:
+    """A data set by name: ``nab`` and ``smd`` read from ``data_dir``, ``simulated`` is generated."""
+    if name == "simulated":
+        return simulated_series()
+    if name not in FILE_DATASETS:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
     folder = data_dir / name
     if not folder.is_dir():
-        raise FileNotFoundError(f"data set {name!r} not found at {folder} (set --data-dir)")
-    return DATASETS[name](folder)
+        raise FileNotFoundError(f"data set {name!r} not found at {folder} (set [ml] reference_data_dir, or PERFLAKE__ML__REFERENCE_DATA_DIR)")
+    return FILE_DATASETS[name](folder)
 
 
 # --- scoring -------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def test_cross_fit_tunes_each_fold_on_the_other_only():
 def test_an_unknown_protocol_or_data_set_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="unknown threshold protocol 'best'"):
         ev.choose_thresholds("smd", {}, {}, "best")
-    with pytest.raises(FileNotFoundError, match=r"data set 'smd' not found at .*smd \(set --data-dir\)"):
+    with pytest.raises(FileNotFoundError, match=r"data set 'smd' not found at .*smd \(set \[ml\] reference_data_dir"):
         ev.load_dataset("smd", tmp_path)
 
 
