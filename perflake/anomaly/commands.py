@@ -68,7 +68,7 @@ def format_row(e: ev.Evaluation) -> str:
     nab_part = "  NAB " + " / ".join(f"{e.nab_scores[p]:.1f}" for p in nab.PROFILES) if e.nab_scores else ""
     speed = f"  {e.points_per_second:,.0f} points/s" if e.points_per_second else ""
     return (f"{e.dataset:4s} {e.detector:18s} {e.protocol:9s} recall {e.events.recall:5.1%}  precision {e.events.precision:5.1%}  "
-            f"F1 {e.events.f1:.3f}  ({e.events.detected}/{e.events.events} events, {e.events.alerts} alerts){nab_part}{speed}")
+            f"F1 {e.events.f1:.3f}  incident precision {e.events.incident_precision:5.1%}  ({e.events.detected}/{e.events.events} events, {e.events.alerts} alerts){nab_part}{speed}")
 
 
 def train(config: Config, dataset: str, series_name: str, detector_name: str, alias: str | None) -> str:

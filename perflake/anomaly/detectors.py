@@ -28,7 +28,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from perflake.anomaly.features import DETECTOR_FEATURES, EPSILON, MAD_TO_SIGMA, FeatureSet, compute_features, past_median_spread
+from perflake.anomaly.features import (DETECTOR_FEATURES, EPSILON, MAD_TO_SIGMA, FeatureSet, compute_features, past_median_spread,
+                                      seasonal_slots)
 from perflake.anomaly.patterns import ShapeLibrary, dominant_period
 
 TAIL_QUANTILE = 0.95
@@ -133,12 +134,12 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
 
 class UnivariateDetector(Detector):
     @abstractmethod
-    def _per_metric(self, metric: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _per_metric(self, metric: str, values: np.ndarray, timestamps: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """raw score, expected centre and spread for each row of one metric."""
 
     def _raw(self, frame: pd.DataFrame) -> pd.DataFrame:
         metrics = metric_columns(frame)
-        per_metric = [self._per_metric(m, frame[m].to_numpy(dtype=float)) for m in metrics]
+        per_metric = [self._per_metric(m, frame[m].to_numpy(dtype=float), frame["timestamp"]) for m in metrics]
         raws = np.vstack([np.nan_to_num(raw, nan=-np.inf) for raw, _, _ in per_metric])
         top = raws.argmax(axis=0)
         rows = np.arange(len(frame))
@@ -165,7 +166,7 @@ class MedianMadDetector(UnivariateDetector):
         self.window = window
         self.context_rows = 2 * window + 1  # the MAD is a median of deviations from a rolling median
 
-    def _per_metric(self, metric, values):
+    def _per_metric(self, metric, values, timestamps):
         median, spread = past_median_spread(pd.Series(values), self.window)
         return np.abs(values - median.to_numpy()) / (spread.to_numpy() + EPSILON), median.to_numpy(), spread.to_numpy()
 
@@ -179,7 +180,7 @@ class EwmaControlChart(UnivariateDetector):
         self.span = span
         self.context_rows = 5 * span
 
-    def _per_metric(self, metric, values):
+    def _per_metric(self, metric, values, timestamps):
         past = pd.Series(values).shift(1).ewm(span=self.span, min_periods=10)
         mean, std = past.mean().to_numpy(), past.std().to_numpy()
         return np.abs(values - mean) / (std + EPSILON), mean, std
@@ -202,7 +203,7 @@ class HoltWintersResidual(UnivariateDetector):
             self.period = max((dominant_period(history[m].to_numpy(dtype=float)) or 0) for m in metric_columns(history)) or 0
         self.context_rows = max(3 * self.period, 5 * self.error_span)
 
-    def _per_metric(self, metric, values):
+    def _per_metric(self, metric, values, timestamps):
         n, period = len(values), self.period or 0
         forecast, spread = np.full(n, np.nan), np.full(n, np.nan)
         # the season starts as the first full period's shape around its mean
@@ -240,8 +241,8 @@ class CusumDetector(HoltWintersResidual):
         super().__init__(**kwargs)
         self.slack, self.decision_interval = slack, decision_interval
 
-    def _per_metric(self, metric, values):
-        _, forecast, spread = super()._per_metric(metric, values)
+    def _per_metric(self, metric, values, timestamps):
+        _, forecast, spread = super()._per_metric(metric, values, timestamps)
         z = (values - forecast) / (spread + EPSILON)
         raw = np.full(len(values), np.nan)
         upper = lower = 0.0
@@ -254,6 +255,52 @@ class CusumDetector(HoltWintersResidual):
             if raw[i] > self.decision_interval:
                 upper = lower = 0.0
         return raw, forecast, spread
+
+
+class SeasonalProfileDetector(UnivariateDetector):
+    """Seasonal baseline: distance from the median of the same calendar slot in the fit history, in its MADs.
+
+    The default slot is the trading-calendar phase and the hour of day (``phase_hour``), so the
+    open, the midday lull, the close, nights, weekends and holidays each have their own normal:
+    a stall at noon is compared with other noons, not with the quiet after the close. Slots the
+    history saw on fewer than ``min_days`` days use the whole history's median and spread (a
+    profile of one or two days is one or two days, not a profile). The
+    profile is what ``fit`` learned (refit it as history grows, e.g. nightly); a slot's spread is
+    at least ``spread_floor`` of the whole history's, so a slot that never moved does not make
+    every small change an anomaly.
+    """
+
+    name, family = "seasonal_profile", "seasonal_baseline"
+    context_rows = 1
+
+    def __init__(self, slot: str = "phase_hour", timezone: str = "America/New_York", min_days: int = 3, spread_floor: float = 0.1):
+        self.slot, self.timezone, self.min_days, self.spread_floor = slot, timezone, min_days, spread_floor
+
+    def _fit(self, history):
+        slots = seasonal_slots(history["timestamp"], self.slot, self.timezone).to_numpy()
+        days_seen = history["timestamp"].dt.date.groupby(slots).nunique()
+        self.profiles = {}
+        for metric in metric_columns(history):
+            values = history[metric].astype(float)
+            overall = (values.median(), _sigma(values))
+            by_slot = values.groupby(slots)
+            medians = by_slot.median()
+            spreads = by_slot.apply(_sigma)
+            known = days_seen >= self.min_days
+            self.profiles[metric] = (medians[known].to_dict(), spreads[known].to_dict(), overall)
+
+    def _per_metric(self, metric, values, timestamps):
+        medians, spreads, (overall_median, overall_spread) = self.profiles[metric]
+        slots = seasonal_slots(timestamps, self.slot, self.timezone)
+        centre = slots.map(medians).fillna(overall_median).to_numpy(dtype=float)
+        spread = np.maximum(slots.map(spreads).fillna(overall_spread).to_numpy(dtype=float), self.spread_floor * overall_spread)
+        return np.abs(values - centre) / (spread + EPSILON), centre, spread
+
+
+def _sigma(values: pd.Series) -> float:
+    """MAD scaled to a normal sigma; the standard deviation where most values are equal (MAD 0)."""
+    mad = (values - values.median()).abs().median()
+    return float(MAD_TO_SIGMA * mad) if mad > 0 else float(values.std(ddof=0) or 0.0)
 
 
 class MotifNoveltyDetector(UnivariateDetector):
@@ -270,7 +317,7 @@ class MotifNoveltyDetector(UnivariateDetector):
         self.libraries = {m: ShapeLibrary(self.length).fit(history[m].to_numpy(dtype=float)[:learned]) for m in metric_columns(history)}
         return learned
 
-    def _per_metric(self, metric, values):
+    def _per_metric(self, metric, values, timestamps):
         past = pd.Series(values).shift(1).rolling(self.length, min_periods=2)
         return self.libraries[metric].novelty(values), past.median().to_numpy(), past.std().to_numpy()
 
@@ -445,13 +492,14 @@ class EnsembleDetector(Detector):
 
 DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls
-    for cls in (MedianMadDetector, EwmaControlChart, HoltWintersResidual, CusumDetector, MotifNoveltyDetector,
+    for cls in (MedianMadDetector, EwmaControlChart, HoltWintersResidual, CusumDetector, SeasonalProfileDetector, MotifNoveltyDetector,
                 IsolationForestDetector, KnnDistanceDetector, OneClassSvmDetector, PcaReconstructionDetector, EnsembleDetector)
 }
 
 
 def default_members() -> list[Detector]:
-    return [MedianMadDetector(), EwmaControlChart(), HoltWintersResidual(), CusumDetector(), IsolationForestDetector(), KnnDistanceDetector()]
+    return [SeasonalProfileDetector(), MedianMadDetector(), EwmaControlChart(), HoltWintersResidual(), CusumDetector(), IsolationForestDetector(),
+            KnnDistanceDetector()]
 
 
 def make_detector(name: str, **params) -> Detector:

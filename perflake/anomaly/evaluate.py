@@ -2,7 +2,8 @@
 
 What is measured (``../shared/data/README.md``): event recall, the share of labelled anomalies
 with at least one alert inside; alert precision, the share of alerts inside a labelled anomaly;
-their F1, without point adjust; on NAB also the NAB score of each profile. The null (never
+their F1, without point adjust; incident precision, which counts the alerts inside one anomaly
+once (a long anomaly that keeps alerting does not buy precision); on NAB also the NAB score of each profile. The null (never
 fires) and random (uniform scores through the same alerting) baselines are always scored beside.
 
 Alerting: a row alerts when its surprise level reaches the threshold and beats every level of
@@ -68,6 +69,12 @@ class EventMetrics:
         return self.true_alerts / self.alerts if self.alerts else 0.0
 
     @property
+    def incident_precision(self) -> float:
+        """Detected anomalies over detected anomalies plus false alerts: repeat alerts inside one anomaly count once."""
+        false_alerts = self.alerts - self.true_alerts
+        return self.detected / (self.detected + false_alerts) if self.detected + false_alerts else 0.0
+
+    @property
     def f1(self) -> float:
         r, p = self.recall, self.precision
         return 2 * r * p / (r + p) if r + p else 0.0
@@ -78,6 +85,7 @@ class EventMetrics:
 
     def as_dict(self, prefix: str = "") -> dict[str, float]:
         return {f"{prefix}event_recall": self.recall, f"{prefix}alert_precision": self.precision, f"{prefix}f1": self.f1,
+                f"{prefix}incident_precision": self.incident_precision,
                 f"{prefix}events": self.events, f"{prefix}alerts": self.alerts}
 
 

@@ -44,7 +44,7 @@ class FeatureSet:
     calendar: bool = False
     cross_series: bool = False
     timezone: str = "America/New_York"
-    # slot of the seasonal profile: hour_of_day, hour_of_week or calendar_phase
+    # slot of the seasonal profile: hour_of_day, hour_of_week, calendar_phase or phase_hour (phase and hour of day)
     seasonal_slot: str = "hour_of_week"
 
     @property
@@ -125,9 +125,10 @@ def seasonal_slots(timestamps: pd.Series, slot: str, timezone: str) -> pd.Series
         return local.dt.hour
     if slot == "hour_of_week":
         return local.dt.dayofweek * 24 + local.dt.hour
-    if slot == "calendar_phase":
-        return pd.Series([phase(t.timestamp(), timezone) for t in local], index=timestamps.index)
-    raise ValueError(f"unknown seasonal slot {slot!r}: hour_of_day, hour_of_week or calendar_phase")
+    if slot in ("calendar_phase", "phase_hour"):
+        phases = pd.Series([phase(t.timestamp(), timezone) for t in local], index=timestamps.index)
+        return phases if slot == "calendar_phase" else phases + ":" + local.dt.hour.astype(str)
+    raise ValueError(f"unknown seasonal slot {slot!r}: hour_of_day, hour_of_week, calendar_phase or phase_hour")
 
 
 def calendar_features(timestamps: pd.Series, timezone: str) -> pd.DataFrame:

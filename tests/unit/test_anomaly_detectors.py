@@ -7,6 +7,7 @@ import pytest
 from perflake.anomaly.detectors import DETECTORS, SCORE_COLUMNS, make_detector
 from perflake.anomaly.features import Feature, FeatureSet
 from perflake.anomaly.evaluate import DEFAULT_REFRACTORY_ROWS, FIXED_LEVEL, alert_levels
+from perflake.simulator import calendar
 from tests import synthetic as syn
 
 # the two detectors without a model of the season cannot tell a seasonal break from the season
@@ -58,6 +59,20 @@ def test_a_spike_is_explained_with_its_expected_range():
     text = detector.explain(scored, syn.START)
     assert text.startswith("holt_winters (seasonal_forecast): surprise") and "value expected in [" in text
     assert not scored.loc[syn.START, "expected_low"] <= frame["value"].iloc[syn.START] <= scored.loc[syn.START, "expected_high"]
+
+
+def test_a_stall_in_the_session_alerts_and_the_daily_close_does_not():
+    # a feed's messages per minute: busy in the New York session, near zero outside it; a 5-minute stall at noon
+    timestamps = pd.Series(pd.date_range("2026-01-05 05:00", periods=10 * 1440, freq="min", tz="UTC"))
+    trading = timestamps.map(lambda t: calendar.is_trading(t.timestamp(), "America/New_York")).to_numpy()
+    values = np.where(trading, 1000.0, 20.0) + np.random.default_rng(0).normal(0, 10, len(timestamps))
+    stall = int(np.flatnonzero(timestamps == pd.Timestamp("2026-01-14 17:00", tz="UTC"))[0])  # noon in New York
+    values[stall : stall + 5] = 0.0
+    frame = pd.DataFrame({"timestamp": timestamps, "messages": values})
+    fit_rows = 7 * 1440
+    levels = alert_levels(make_detector("seasonal_profile").fit(frame.iloc[:fit_rows]).score(frame)["score"].to_numpy(),
+                          DEFAULT_REFRACTORY_ROWS)
+    assert list(np.flatnonzero(levels[fit_rows:] >= FIXED_LEVEL) + fit_rows) == [stall]
 
 
 def test_on_a_host_the_broken_metric_is_named():

@@ -20,6 +20,9 @@ def test_event_recall_and_alert_precision_count_events_and_alerts_not_points():
     assert (metrics.events, metrics.detected, metrics.alerts, metrics.true_alerts) == (2, 1, 3, 2)
     assert (metrics.recall, metrics.precision) == (0.5, pytest.approx(2 / 3))
     assert metrics.f1 == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert metrics.incident_precision == 0.5  # 1 anomaly found, 1 false alert
+    repeated = ev.event_metrics(segment, np.array([0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0], dtype=bool))
+    assert (repeated.precision, repeated.incident_precision) == (0.75, 0.5)  # three alerts in one anomaly count once
     assert ev.event_metrics(segment, np.zeros(11, dtype=bool)).f1 == 0.0  # the null detector
 
 
