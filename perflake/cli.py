@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_eval.add_argument("--detector", required=True, help=f"comma-separated, or all ({', '.join(_detector_names())})")
     run_eval.add_argument("--protocol", default="fixed,cross_fit", help="threshold protocols, comma-separated: fixed, cross_fit, nab "
                           "(default %(default)s)")
-    run_eval.add_argument("--refractory-rows", type=int, default=400, help="rows an alert silences its series for (default %(default)s)")
+    run_eval.add_argument("--refractory-rows", type=int, default=400, help="an alert must beat the levels of this many rows before it (default %(default)s)")
     run_eval.add_argument("--workers", type=_positive_int, default=2, help="processes scoring series in parallel (default %(default)s)")
     run_eval.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     run_eval.add_argument("--json", type=Path, help="also write the results as JSON here")

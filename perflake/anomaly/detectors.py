@@ -264,10 +264,10 @@ class SeasonalProfileDetector(UnivariateDetector):
     open, the midday lull, the close, nights, weekends and holidays each have their own normal:
     a stall at noon is compared with other noons, not with the quiet after the close. Slots the
     history saw on fewer than ``min_days`` days use the whole history's median and spread (a
-    profile of one or two days is one or two days, not a profile). The
-    profile is what ``fit`` learned (refit it as history grows, e.g. nightly); a slot's spread is
-    at least ``spread_floor`` of the whole history's, so a slot that never moved does not make
-    every small change an anomaly.
+    profile of one or two days is one or two days, not a profile). The profile is what ``fit``
+    learned (refit it as history grows, e.g. nightly); a slot's spread is at least
+    ``spread_floor`` of the whole history's, so a slot that never moved does not make every small
+    change an anomaly.
     """
 
     name, family = "seasonal_profile", "seasonal_baseline"
@@ -278,7 +278,7 @@ class SeasonalProfileDetector(UnivariateDetector):
 
     def _fit(self, history):
         slots = seasonal_slots(history["timestamp"], self.slot, self.timezone).to_numpy()
-        days_seen = history["timestamp"].dt.date.groupby(slots).nunique()
+        known = history["timestamp"].dt.date.groupby(slots).nunique() >= self.min_days
         self.profiles = {}
         for metric in metric_columns(history):
             values = history[metric].astype(float)
@@ -286,7 +286,6 @@ class SeasonalProfileDetector(UnivariateDetector):
             by_slot = values.groupby(slots)
             medians = by_slot.median()
             spreads = by_slot.apply(_sigma)
-            known = days_seen >= self.min_days
             self.profiles[metric] = (medians[known].to_dict(), spreads[known].to_dict(), overall)
 
     def _per_metric(self, metric, values, timestamps):

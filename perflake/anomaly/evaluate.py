@@ -3,8 +3,9 @@
 What is measured (``../shared/data/README.md``): event recall, the share of labelled anomalies
 with at least one alert inside; alert precision, the share of alerts inside a labelled anomaly;
 their F1, without point adjust; incident precision, which counts the alerts inside one anomaly
-once (a long anomaly that keeps alerting does not buy precision); on NAB also the NAB score of each profile. The null (never
-fires) and random (uniform scores through the same alerting) baselines are always scored beside.
+once (a long anomaly that keeps alerting does not buy precision); on NAB also the NAB score of
+each profile. The null (never fires) and random (uniform scores through the same alerting)
+baselines are always scored beside.
 
 Alerting: a row alerts when its surprise level reaches the threshold and beats every level of
 the ``refractory_rows`` rows before it, so one incident raises one alert, not one per row.
