@@ -53,15 +53,9 @@ def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols
 def plots(data: list[ev.Series], scored: dict[str, ev.Scored], evaluation: ev.Evaluation) -> dict[str, object]:
     from perflake.anomaly.tracking import detection_figure
 
-    import matplotlib.pyplot as plt
-
     busiest = sorted(data, key=lambda s: -len(set(s.segment[s.segment >= 0])))[:PLOTTED_SERIES]
-    figures = {}
-    for series in busiest:
-        figure = detection_figure(series, scored[series.name].levels, evaluation.thresholds[series.name])
-        figures[f"{series.name.replace('/', '__')}.png"] = figure
-        plt.close(figure)
-    return figures
+    return {f"{series.name.replace('/', '__')}.png": detection_figure(series, scored[series.name].levels, evaluation.thresholds[series.name])
+            for series in busiest}
 
 
 def format_row(e: ev.Evaluation) -> str:

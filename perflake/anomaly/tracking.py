@@ -86,15 +86,16 @@ def load_detector(config: Config, name: str, alias_or_version: str) -> Detector:
 
 
 def detection_figure(series, levels: np.ndarray, threshold: float):
-    """The series, its labelled anomalies shaded, and the alerts marked: what an operator would look at."""
-    import matplotlib
+    """The series, its labelled anomalies shaded, and the alerts marked: what an operator would look at.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    A bare ``Figure``, outside pyplot: nothing to close, and a notebook's backend is left alone.
+    """
+    from matplotlib.figure import Figure
 
     test = series.test
     metric = [c for c in test.columns if c != "timestamp"][0]
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    figure = Figure(figsize=(12, 5))
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot(test["timestamp"], test[metric], linewidth=0.6, color="#345")
     inside = series.segment >= 0
     for segment in np.unique(series.segment[inside]):
