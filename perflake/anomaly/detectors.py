@@ -103,8 +103,9 @@ class Detector(ABC):
     def explain(self, scored: pd.DataFrame, row: int) -> str:
         """One line an operator reads: how unusual, which metric, what was expected."""
         item = scored.loc[row]
+        odds = f"1 in {10 ** item['score']:,.0f}" if item["score"] <= 12 else "rarer than 1 in 10^12"
         return (
-            f"{self.name} ({self.family}): surprise {item['score']:.1f} (1 in {10 ** min(item['score'], 12):,.0f} of normal history); "
+            f"{self.name} ({self.family}): surprise {item['score']:.1f} ({odds} of normal history); "
             f"{item['contributor']} expected in [{item['expected_low']:.4g}, {item['expected_high']:.4g}]"
         )
 

@@ -59,6 +59,8 @@ def test_a_spike_is_explained_with_its_expected_range():
     text = detector.explain(scored, syn.START)
     assert text.startswith("holt_winters (seasonal_forecast): surprise") and "value expected in [" in text
     assert not scored.loc[syn.START, "expected_low"] <= frame["value"].iloc[syn.START] <= scored.loc[syn.START, "expected_high"]
+    assert "(1 in 1,000 of normal history)" in detector.explain(scored.assign(score=3.0), syn.START)
+    assert "(rarer than 1 in 10^12 of normal history)" in detector.explain(scored.assign(score=30.7), syn.START)
 
 
 def test_a_stall_in_the_session_alerts_and_the_daily_close_does_not():
