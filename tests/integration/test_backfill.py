@@ -16,7 +16,6 @@ from perflake.pipeline.streams import ensure_bronze_table, start_silver
 from tests.support import make_config
 
 CONTRACTS = load_contracts()
-NOW = datetime.now(timezone.utc)
 
 
 def csv_row(event: dict) -> dict:
@@ -29,7 +28,7 @@ def csv_row(event: dict) -> dict:
 
 def test_files_load_once_and_parse_like_kafka(spark, state_dir, tmp_path):
     config = make_config("local", state_dir, PERFLAKE__LAKE__ROOT=(state_dir / "lakes" / "backfill").as_uri())
-    json_events, csv_events, parquet_events = (sample_events(200, NOW, seed=s) for s in (41, 42, 43))
+    json_events, csv_events, parquet_events = (sample_events(200, datetime.now(timezone.utc), seed=s) for s in (41, 42, 43))
     lines = tmp_path / "export.jsonl"
     lines.write_text("".join(json.dumps(event) + "\n" for event in json_events))
     table = tmp_path / "export.csv"

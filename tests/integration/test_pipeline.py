@@ -27,7 +27,6 @@ from perflake.services.process import wait_for
 from tests.support import make_environ, pipeline_config, pipeline_overrides, run_once
 
 CONTRACTS = load_contracts()
-NOW = datetime.now(timezone.utc)
 
 
 def count(spark, config, layer, table) -> int:
@@ -79,21 +78,23 @@ def late_metrics(count_: int, at: datetime, seed: int) -> list[dict]:
 def flow(spark, running_services, state_dir):
     """One pipeline run over good, duplicate, late and bad input; shared by the assertions below."""
     config = pipeline_config(state_dir, "flow")
-    events = sample_events(1500, NOW, seed=11)
-    late = late_metrics(20, NOW - timedelta(hours=3), seed=12)
+    # the clock is read here, not at import: events older than late_after_s would count as late
+    now = datetime.now(timezone.utc)
+    events = sample_events(1500, now, seed=11)
+    late = late_metrics(20, now - timedelta(hours=3), seed=12)
     duplicates = events[:100]
     bad = {
         "garbage": b"\x00\xff garbage",
-        "unknown_type": encode_json(envelope("tweet", {"text": "hi"}, "ws2-protocol-engine", "app-1", NOW)),
-        "missing_field": encode_json(envelope("metric", {"metric": "cpu_percent", "value": 1.0, "kind": "gauge"}, "host", "app-1", NOW)),
-        "huge": encode_json(envelope("metric", {"metric": "x", "value": 1, "unit": "ms", "kind": "timer"}, "h", "app-1", NOW, tags={"b": "x" * 300_000})),
-        "future": encode_json(envelope("metric", {"metric": "x", "value": 1, "unit": "ms", "kind": "timer"}, "h", "app-1", NOW + timedelta(days=1))),
+        "unknown_type": encode_json(envelope("tweet", {"text": "hi"}, "ws2-protocol-engine", "app-1", now)),
+        "missing_field": encode_json(envelope("metric", {"metric": "cpu_percent", "value": 1.0, "kind": "gauge"}, "host", "app-1", now)),
+        "huge": encode_json(envelope("metric", {"metric": "x", "value": 1, "unit": "ms", "kind": "timer"}, "h", "app-1", now, tags={"b": "x" * 300_000})),
+        "future": encode_json(envelope("metric", {"metric": "x", "value": 1, "unit": "ms", "kind": "timer"}, "h", "app-1", now + timedelta(days=1))),
     }
     ensure_topics(config, family_topics(config, CONTRACTS))
     produce_events(config, CONTRACTS, events + late + duplicates)
     produce(config, config.topic("metrics"), [(name.encode(), value) for name, value in bad.items()])
     run_once(spark, config)
-    return {"config": config, "events": events + late, "duplicates": duplicates, "late": late, "bad": bad}
+    return {"config": config, "now": now, "events": events + late, "duplicates": duplicates, "late": late, "bad": bad}
 
 
 def test_bronze_keeps_every_message(spark, flow):
@@ -136,7 +137,7 @@ def test_gold_rollups_equal_a_pandas_reference(spark, flow):
 
 
 def test_reconciliation_finds_no_gap(spark, flow):
-    checks = reconcile(spark, flow["config"], CONTRACTS, NOW - timedelta(minutes=30), datetime.now(timezone.utc) + timedelta(minutes=1))
+    checks = reconcile(spark, flow["config"], CONTRACTS, flow["now"] - timedelta(minutes=30), datetime.now(timezone.utc) + timedelta(minutes=1))
     assert [c for c in checks if not c.is_ok] == []
     steps = {c.step for c in checks}
     assert steps == {"kafka -> bronze", "bronze -> silver", "silver -> gold"}
@@ -157,7 +158,7 @@ def test_late_data_updates_its_window(spark, flow):
 
 def test_a_new_optional_field_breaks_nothing(spark, running_services, state_dir, tmp_path):
     config = pipeline_config(state_dir, "evolution")
-    old_events = [e for e in sample_events(300, NOW, seed=21) if e["event_type"] == "metric"]
+    old_events = [e for e in sample_events(300, datetime.now(timezone.utc), seed=21) if e["event_type"] == "metric"]
     ensure_topics(config, family_topics(config, CONTRACTS))
     produce_events(config, CONTRACTS, old_events)
     run_once(spark, config)
@@ -168,7 +169,7 @@ def test_a_new_optional_field_breaks_nothing(spark, running_services, state_dir,
     contract["properties"]["sampled_by"] = {"type": "string", "maxLength": 64}
     (evolved_dir / "metric.v1.json").write_text(json.dumps(contract))
     evolved = load_contracts(evolved_dir)
-    new_events = [e for e in sample_events(300, NOW, seed=22) if e["event_type"] == "metric"]
+    new_events = [e for e in sample_events(300, datetime.now(timezone.utc), seed=22) if e["event_type"] == "metric"]
     for event in new_events:
         event["payload"]["sampled_by"] = "agent-7"
     produce_events(config, evolved, new_events)
@@ -187,12 +188,12 @@ def test_killed_drivers_lose_and_repeat_nothing(spark, running_services, state_d
     config = pipeline_config(state_dir, name)
     environ = make_environ(state_dir, **pipeline_overrides(state_dir, name))
     ensure_topics(config, family_topics(config, CONTRACTS))
-    first = sample_events(3000, NOW, seed=31)
+    first = sample_events(3000, datetime.now(timezone.utc), seed=31)
     produce_events(config, CONTRACTS, first)
     runner.start(config, environ=environ)
     try:
         wait_for(lambda: silver_batches(config) >= 1, 240, "silver's first batch")
-        second = sample_events(3000, NOW, seed=32)
+        second = sample_events(3000, datetime.now(timezone.utc), seed=32)
         produce_events(config, CONTRACTS, second)
         time.sleep(3)  # into the batches that read the second lot
         for layer in runner.LAYERS:
