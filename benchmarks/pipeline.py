@@ -1,13 +1,13 @@
 """Benchmarks of the medallion pipeline on this machine (docs/benchmarks.md has the figures).
 
-    .venv/bin/python benchmarks/pipeline.py [--events 300000] [--latency-seconds 60] [--rate 500]
+    .venv/bin/python benchmarks/pipeline.py [--events 300000] [--latency-seconds 60] [--rate 500] [--warmup-seconds 20] [--skip-throughput]
 
 Uses its own topics and lake under state/bench (services must be up: `perflake services up`).
 1. throughput: N events already in Kafka -> bronze -> silver, each layer in one process
 2. storage: bytes of raw JSON vs silver and gold on disk
 3. gold query latency: one service, one metric, last 24 h at 1-minute grain, warm session
-4. latency: the three streams as background jobs; events produced at a steady rate; the
-   time from an event's creation until gold counts it (p50/p95 over one-second cohorts)
+4. latency: the three streams as background jobs, warmed up, then events produced at a steady
+   rate; the time from an event's creation until gold counts it (p50/p95 over one-second cohorts)
 """
 
 from __future__ import annotations
@@ -134,7 +134,9 @@ def query_latency(spark, config, repeats: int = 50) -> dict:
     return {"query_rows": len(fetched), "query_p50_ms": round(seconds[len(seconds) // 2] * 1000), "query_p95_ms": round(seconds[int(len(seconds) * 0.95)] * 1000)}
 
 
-def end_to_end_latency(seconds: int, rate: int) -> dict:
+def end_to_end_latency(seconds: int, rate: int, warmup_seconds: int) -> dict:
+    """Start the three jobs, warm them up with ``warmup_seconds`` of traffic (a fresh driver's
+    first batches pay for code generation and loading classes), then measure ``seconds``."""
     name = f"latency-{int(time.time())}"
     env = bench_environ(name)
     config = load_config(environ=env)
@@ -143,25 +145,15 @@ def end_to_end_latency(seconds: int, rate: int) -> dict:
     spark = get_spark(config, app_name="perflake-bench-latency")
     try:
         wait_streams_ready(config)
-        cohorts = []  # (created_at, cumulative metric events)
-        total = 0
-        for second in range(seconds):
-            batch = sample_events(rate, datetime.now(timezone.utc), seed=1000 + second, span=timedelta(milliseconds=1))
-            for event in batch:
-                event["event_at"] = datetime.now(timezone.utc).isoformat()
-            created = time.time()
-            produce_all(config, batch)
-            total += sum(1 for e in batch if e["event_type"] == "metric")
-            cohorts.append((created, total))
-            time.sleep(max(0.0, 1 - (time.time() - created)))
-        seen = []  # (time, gold sample count)
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            count = gold_count(spark, config)
-            seen.append((time.time(), count))
-            if count >= total:
-                break
-            time.sleep(0.5)
+        started = time.time()
+        warmup = produce_steadily(config, warmup_seconds, rate, seed=500, already=0)
+        watch_gold(spark, config, warmup[-1][1])
+        warm_s = time.time() - started
+        print(f"warm-up: {warmup[-1][1]} metric events in gold {warm_s:.1f} s after the first was sent")
+        measured_from = time.time()
+        cohorts = produce_steadily(config, seconds, rate, seed=1000, already=warmup[-1][1])
+        seen = watch_gold(spark, config, cohorts[-1][1])
+        batches = {stream: batch_seconds(config, stream, measured_from) for item in runner.status(config) for stream in item.streams}
     finally:
         runner.stop(config)
         spark.stop()
@@ -172,13 +164,58 @@ def end_to_end_latency(seconds: int, rate: int) -> dict:
             latencies.append(max(0.0, arrival - created))
     latencies.sort()
     result = {
+        "warmup_s": round(warm_s, 1),
         "latency_cohorts": len(cohorts),
         "latency_cohorts_seen": len(latencies),
         "latency_p50_s": round(statistics.median(latencies), 1) if latencies else None,
         "latency_p95_s": round(latencies[int(len(latencies) * 0.95)], 1) if latencies else None,
+        "batch_s": batches,
     }
     print(f"event -> gold latency: {result}")
     return result
+
+
+def batch_seconds(config, stream: str, since: float) -> dict:
+    """Median and longest duration of a stream's batches started after ``since``, from its
+    checkpoint (an offsets file is written as a batch starts, its commit file as it ends)."""
+    checkpoint = Path(lake.checkpoint_path(config, stream).removeprefix("file://"))
+    durations = sorted(
+        (checkpoint / "commits" / path.name).stat().st_mtime - path.stat().st_mtime
+        for path in (checkpoint / "offsets").iterdir()
+        if path.name.isdigit() and path.stat().st_mtime >= since and (checkpoint / "commits" / path.name).exists()
+    )
+    if not durations:
+        return {"batches": 0}
+    return {"batches": len(durations), "median_s": round(statistics.median(durations), 1), "max_s": round(durations[-1], 1)}
+
+
+def produce_steadily(config, seconds: int, rate: int, seed: int, already: int) -> list[tuple[float, int]]:
+    """``rate`` fresh events a second for ``seconds``; returns (sent at, metric events sent so far)."""
+    cohorts = []
+    total = already
+    for second in range(seconds):
+        batch = sample_events(rate, datetime.now(timezone.utc), seed=seed + second, span=timedelta(milliseconds=1))
+        for event in batch:
+            event["event_at"] = datetime.now(timezone.utc).isoformat()
+        created = time.time()
+        produce_all(config, batch)
+        total += sum(1 for e in batch if e["event_type"] == "metric")
+        cohorts.append((created, total))
+        time.sleep(max(0.0, 1 - (time.time() - created)))
+    return cohorts
+
+
+def watch_gold(spark, config, total: int, timeout_s: float = 300) -> list[tuple[float, int]]:
+    """Poll gold's sample count until it reaches ``total``; returns (time, count) observations."""
+    seen = []
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        count = gold_count(spark, config)
+        seen.append((time.time(), count))
+        if count >= total:
+            break
+        time.sleep(0.5)
+    return seen
 
 
 def gold_count(spark, config) -> int:
@@ -204,10 +241,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--latency-seconds", type=int, default=60)
     parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--warmup-seconds", type=int, default=20, help="traffic before the latency is measured")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the latency measurement")
     args = parser.parse_args()
     results = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count()}
-    results.update(throughput_and_storage(args.events))
-    results.update(end_to_end_latency(args.latency_seconds, args.rate))
+    if not args.skip_throughput:
+        results.update(throughput_and_storage(args.events))
+    results.update(end_to_end_latency(args.latency_seconds, args.rate, args.warmup_seconds))
     print(json.dumps(results, indent=2))
 
 

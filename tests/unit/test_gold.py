@@ -1,6 +1,7 @@
 """Gold transforms against pandas references computed from the same rows."""
 
 import random
+from collections import Counter
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -94,3 +95,18 @@ def test_strategy_effectiveness_counts_wins_rejects_and_slippage(spark):
 def test_the_trading_day_follows_new_york_time(spark):
     frame = spark.createDataFrame([("2026-11-25 03:00:00",)], "event_at STRING").withColumn("event_at", F.to_timestamp("event_at"))
     assert str(frame.select(gold.trade_date("America/New_York").alias("d")).first().d) == "2026-11-24"
+
+
+def test_one_stream_carries_every_tables_keys_and_gives_them_back(metrics):
+    from perflake.pipeline.streams import changed_keys, key_changes, key_schema
+
+    tables = [t for t in gold.gold_tables(10000, "America/New_York") if t.sources == ("metrics",)]
+    rows = metrics.withColumn("event_date", F.to_date("event_at"))
+    changes = key_changes(rows, tables)
+    assert {t.name for t in tables} == {"metric_rollups_1m", "metric_rollups_1h"}
+    for table in tables:
+        expected = rows.select(*[c.alias(n) for n, c in table.key_columns.items()], "event_date")
+        got = changed_keys(changes, table, key_schema(rows, table))
+        assert got.schema == expected.schema
+        # null endpoints included: every key comes back as it went in, once per silver row
+        assert Counter(map(tuple, got.collect())) == Counter(map(tuple, expected.collect()))

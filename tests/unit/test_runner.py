@@ -18,9 +18,9 @@ def test_stop_stops_only_the_layers_named(tmp_path):
 def test_status_reads_each_streams_progress(tmp_path):
     config = make_config("local", tmp_path)
     runner.progress_file(config, "gold").parent.mkdir(parents=True)
-    runner.progress_file(config, "gold").write_text('{"streams": {"gold_metric_rollups_1m": {"batch_id": 4, "idle": true}}}')
+    runner.progress_file(config, "gold").write_text('{"streams": {"gold_tables": {"batch_id": 4, "idle": true}}}')
     gold = {item.layer: item for item in runner.status(config)}["gold"]
-    assert gold.streams == {"gold_metric_rollups_1m": {"batch_id": 4, "idle": True}}
+    assert gold.streams == {"gold_tables": {"batch_id": 4, "idle": True}}
 
 
 def test_query_summary_reports_backlog_and_rates():
