@@ -1,6 +1,7 @@
 """Benchmarks of the medallion pipeline on this machine (docs/benchmarks.md has the figures).
 
-    .venv/bin/python benchmarks/pipeline.py [--events 300000] [--latency-seconds 60] [--rate 500] [--warmup-seconds 20] [--skip-throughput]
+    .venv/bin/python benchmarks/pipeline.py [--events 300000] [--latency-seconds 60] [--rate 500]
+        [--warmup-seconds 20] [--skip-throughput]
 
 Uses its own topics and lake under state/bench (services must be up: `perflake services up`).
 1. throughput: N events already in Kafka -> bronze -> silver, each layer in one process
@@ -153,7 +154,8 @@ def end_to_end_latency(seconds: int, rate: int, warmup_seconds: int) -> dict:
         measured_from = time.time()
         cohorts = produce_steadily(config, seconds, rate, seed=1000, already=warmup[-1][1])
         seen = watch_gold(spark, config, cohorts[-1][1])
-        batches = {stream: batch_seconds(config, stream, measured_from) for item in runner.status(config) for stream in item.streams}
+        streams = [stream for item in runner.status(config) for stream in item.streams]
+        batches = {stream: batch_seconds(config, stream, measured_from) for stream in streams}
     finally:
         runner.stop(config)
         spark.stop()

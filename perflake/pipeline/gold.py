@@ -28,6 +28,10 @@ class GoldTable:
     build: Callable[..., DataFrame]
     partition_column: str
 
+    def key_values(self) -> list[Column]:
+        """The gold key a silver row affects, as columns named like the table's keys."""
+        return [column.alias(name) for name, column in self.key_columns.items()]
+
 
 def count_where(condition: Column, name: str) -> Column:
     """How many rows of the group meet ``condition`` (nulls do not count)."""

@@ -151,7 +151,7 @@ def key_changes(silver_rows: DataFrame, tables: list[gold.GoldTable]) -> DataFra
     """Rows of one silver table -> the keys they change in each of ``tables`` (as JSON, so every
     gold table's keys share one stream), with the table's name and the rows' silver partition."""
     changes = [
-        F.struct(F.lit(table.name).alias("gold_table"), F.to_json(F.struct(*[c.alias(n) for n, c in table.key_columns.items()])).alias("key"))
+        F.struct(F.lit(table.name).alias("gold_table"), F.to_json(F.struct(*table.key_values())).alias("key"))
         for table in tables
     ]
     return silver_rows.select(F.explode(F.array(*changes)).alias("change"), "event_date").select("change.*", "event_date")
@@ -164,7 +164,7 @@ def changed_keys(changes: DataFrame, table: gold.GoldTable, key_schema: StructTy
 
 
 def key_schema(rows: DataFrame, table: gold.GoldTable) -> StructType:
-    return rows.select(*[column.alias(name) for name, column in table.key_columns.items()]).schema
+    return rows.select(*table.key_values()).schema
 
 
 def refresh(keys: DataFrame, spark: SparkSession, config: Config, table: gold.GoldTable) -> None:
@@ -232,9 +232,10 @@ def start_gold(spark: SparkSession, config: Config, contracts, available_now: bo
         ensure_gold_table(spark, config, table)
     lake.register_tables(spark, config, "gold", [table.name for table in tables])
     sources = sorted({source for table in tables for source in table.sources})
-    changes = union_all(
-        [key_changes(lake.read_stream(spark, config, "silver", source), [t for t in tables if source in t.sources]) for source in sources]
-    )
+    changes = union_all([
+        key_changes(lake.read_stream(spark, config, "silver", source), [table for table in tables if source in table.sources])
+        for source in sources
+    ])
     key_schemas = {table.name: key_schema(lake.read_table(spark, config, "silver", table.sources[0]), table) for table in tables}
     batch = GoldBatch(config, tables, key_schemas)
     return [lake.foreach_batch_stream(changes, config, batch.stream, batch.process_batch, available_now)]

@@ -137,7 +137,8 @@ def test_gold_rollups_equal_a_pandas_reference(spark, flow):
 
 
 def test_reconciliation_finds_no_gap(spark, flow):
-    checks = reconcile(spark, flow["config"], CONTRACTS, flow["now"] - timedelta(minutes=30), datetime.now(timezone.utc) + timedelta(minutes=1))
+    until = datetime.now(timezone.utc) + timedelta(minutes=1)
+    checks = reconcile(spark, flow["config"], CONTRACTS, flow["now"] - timedelta(minutes=30), until)
     assert [c for c in checks if not c.is_ok] == []
     steps = {c.step for c in checks}
     assert steps == {"kafka -> bronze", "bronze -> silver", "silver -> gold"}
