@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import urlparse
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import StructType
 
@@ -111,12 +112,18 @@ def ensure_table(spark: SparkSession, config: Config, layer: str, table: str, sc
         spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
 
 
-def insert_new(df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str, partitions: list | None = None) -> None:
+def insert_new(
+    df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str,
+    partitions: list | None = None, target_filter: Column | None = None,
+) -> None:
     """Insert the rows whose keys the table does not hold yet (MERGE ... WHEN NOT MATCHED INSERT).
 
-    Idempotent by construction: replaying the same rows inserts nothing the second time.
+    Only stored rows in ``partitions`` and meeting ``target_filter`` (on ``t.<column>``, with
+    literals, so Delta skips files by their statistics) are compared; the caller vouches that no
+    stored row outside them can share a key with ``df``. Idempotent: replaying the same rows
+    inserts nothing the second time.
     """
-    _merge(df, config, layer, table, keys, partition_column, partitions, update=False)
+    _merge(df, config, layer, table, keys, partition_column, partitions, update=False, target_filter=target_filter)
 
 
 def upsert(df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str) -> None:
@@ -134,7 +141,10 @@ def append(df: DataFrame, config: Config, layer: str, table: str, txn: tuple[str
     df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version).save(table_path(config, layer, table))
 
 
-def _merge(df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str, partitions: list | None, update: bool) -> None:
+def _merge(
+    df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str, partitions: list | None,
+    update: bool, target_filter: Column | None = None,
+) -> None:
     from delta.tables import DeltaTable
 
     if partitions is None:
@@ -143,7 +153,9 @@ def _merge(df: DataFrame, config: Config, layer: str, table: str, keys: list[str
         return
     # literal partition values let Delta read only the partitions this batch touches
     literals = ", ".join(f"DATE'{value.isoformat()}'" for value in sorted(partitions))
-    condition = " AND ".join([f"t.`{partition_column}` IN ({literals})"] + [f"t.`{key}` <=> s.`{key}`" for key in keys])
+    condition = F.expr(" AND ".join([f"t.`{partition_column}` IN ({literals})"] + [f"t.`{key}` <=> s.`{key}`" for key in keys]))
+    if target_filter is not None:
+        condition = condition & target_filter
     merge = DeltaTable.forPath(df.sparkSession, table_path(config, layer, table)).alias("t").merge(df.alias("s"), condition)
     if update:
         merge = merge.whenMatchedUpdateAll()

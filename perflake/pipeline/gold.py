@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 PERCENTILES = (0.5, 0.95, 0.99)
+TRADING_DAY_SPAN = timedelta(hours=25)  # a day in a time zone lasts 23 to 25 hours
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class GoldTable:
     key_columns: dict[str, Column]  # silver row -> the gold key it affects
     build: Callable[..., DataFrame]
     partition_column: str
+    span: timedelta  # the longest a key's window lasts: every row of a key is this close to any other
 
     def key_values(self) -> list[Column]:
         """The gold key a silver row affects, as columns named like the table's keys."""
@@ -212,33 +215,33 @@ def gold_tables(accuracy: int, timezone: str) -> list[GoldTable]:
             "metric_rollups_1m", "one row per metric per source (service, endpoint, host) per minute", ("metrics",),
             ("metric", "service", "endpoint", "host", "window_at"),
             {**_columns("metric", "service", "endpoint", "host"), **minute},
-            lambda metrics: metric_rollups(metrics, "minute", accuracy), "window_date",
+            lambda metrics: metric_rollups(metrics, "minute", accuracy), "window_date", timedelta(minutes=1),
         ),
         GoldTable(
             "metric_rollups_1h", "one row per metric per source (service, endpoint, host) per hour", ("metrics",),
             ("metric", "service", "endpoint", "host", "window_at"),
             {**_columns("metric", "service", "endpoint", "host"), "window_at": F.date_trunc("hour", "event_at")},
-            lambda metrics: metric_rollups(metrics, "hour", accuracy), "window_date",
+            lambda metrics: metric_rollups(metrics, "hour", accuracy), "window_date", timedelta(hours=1),
         ),
         GoldTable(
             "market_data_latency_1m", "one row per market-data feed per minute", ("market_data",),
             ("feed", "window_at"), {**_columns("feed"), **minute},
-            lambda market_data: market_data_latency(market_data, accuracy), "window_date",
+            lambda market_data: market_data_latency(market_data, accuracy), "window_date", timedelta(minutes=1),
         ),
         GoldTable(
             "account_performance_daily", "one row per account per trading day", ("account_snapshots", "account_operations"),
             ("account_id", "trade_date"), {**_columns("account_id"), **daily},
-            lambda snapshots, operations: account_performance_daily(snapshots, operations, timezone), "trade_date",
+            lambda snapshots, operations: account_performance_daily(snapshots, operations, timezone), "trade_date", TRADING_DAY_SPAN,
         ),
         GoldTable(
             "strategy_effectiveness_daily", "one row per trading strategy per trading day", ("orders", "fills"),
             ("strategy", "trade_date"), {**_columns("strategy"), **daily},
-            lambda orders, fills: strategy_effectiveness_daily(orders, fills, timezone), "trade_date",
+            lambda orders, fills: strategy_effectiveness_daily(orders, fills, timezone), "trade_date", TRADING_DAY_SPAN,
         ),
         GoldTable(
             "protocol_effectiveness_daily", "one row per protocol decision type per trading day", ("protocol_decisions",),
             ("decision", "trade_date"), {**_columns("decision"), **daily},
-            lambda decisions: protocol_effectiveness_daily(decisions, timezone, accuracy), "trade_date",
+            lambda decisions: protocol_effectiveness_daily(decisions, timezone, accuracy), "trade_date", TRADING_DAY_SPAN,
         ),
     ]
 

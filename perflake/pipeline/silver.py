@@ -9,7 +9,7 @@ All functions here are DataFrame -> DataFrame with explicit parameters. Every ev
 exactly one place: a silver table (valid) or ``silver.quarantine`` with every reason it
 failed, its raw bytes and its Kafka coordinates. A message that is not JSON, or an empty
 batch, is quarantined whole. Nothing is dropped, except a second copy of an event already
-seen (same ``event_id``), which is the point of silver.
+seen (same ``event_id``, and so the same ``event_at``), which is the point of silver.
 """
 
 from __future__ import annotations

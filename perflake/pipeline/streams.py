@@ -17,8 +17,8 @@ committed it, in bronze until silver has, in silver until gold has.
 from __future__ import annotations
 
 import functools
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -28,7 +28,7 @@ from pyspark.sql.types import StructType
 from perflake import lake
 from perflake.config import Config
 from perflake.contracts import EventContract, silver_tables
-from perflake.pipeline import bronze, gold, silver
+from perflake.pipeline import bronze, gold, horizon, silver
 
 QUARANTINE_TABLE = "quarantine"
 KAFKA_SOURCE_DDL = (
@@ -118,16 +118,21 @@ class SilverBatch:
         rows = validated(batch, self.contracts, self.validation).persist()
         typed: dict[tuple[str, int], DataFrame] = {}
         try:
-            dates: dict[tuple[str, int], list] = {}
-            for row in rows.select("event_type", "schema_version", F.to_date("event_at").alias("d")).distinct().collect():
-                if row.d is not None:
-                    dates.setdefault((row.event_type, row.schema_version), []).append(row.d)
-            present = [contract for key, contract in self.contracts.items() if key in dates]
+            minutes: dict[tuple[str, int], list[int]] = {}
+            for row in rows.select("event_type", "schema_version", horizon.minute_start().alias("minute")).distinct().collect():
+                if row.minute is not None:
+                    minutes.setdefault((row.event_type, row.schema_version), []).append(row.minute)
+            present = [contract for key, contract in self.contracts.items() if key in minutes]
             typed = {c.key: silver.type_payloads(rows, c, self.validation).persist() for c in present}
 
             def write(contract: EventContract) -> None:
                 valid = silver.silver_rows(typed[contract.key], contract)
-                lake.insert_new(valid, self.config, "silver", contract.silver_table, ["event_id"], "event_date", dates[contract.key])
+                # a copy of an event carries its event_at: only the batch's minutes can hold one
+                stored = horizon.EventTimeRanges.around(minutes[contract.key], timedelta(0))
+                lake.insert_new(
+                    valid, self.config, "silver", contract.silver_table, ["event_id"], "event_date", stored.dates(),
+                    stored.contains(F.col("t.event_at")),
+                )
 
             with ThreadPoolExecutor(max_workers=self.parallel_writes) as pool:
                 list(pool.map(write, present))  # list() re-raises the first failure
@@ -149,18 +154,18 @@ def start_silver(spark: SparkSession, config: Config, contracts, available_now: 
 
 def key_changes(silver_rows: DataFrame, tables: list[gold.GoldTable]) -> DataFrame:
     """Rows of one silver table -> the keys they change in each of ``tables`` (as JSON, so every
-    gold table's keys share one stream), with the table's name and the rows' silver partition."""
+    gold table's keys share one stream), with the table's name and the rows' ``event_at``."""
     changes = [
         F.struct(F.lit(table.name).alias("gold_table"), F.to_json(F.struct(*table.key_values())).alias("key"))
         for table in tables
     ]
-    return silver_rows.select(F.explode(F.array(*changes)).alias("change"), "event_date").select("change.*", "event_date")
+    return silver_rows.select(F.explode(F.array(*changes)).alias("change"), "event_at").select("change.*", "event_at")
 
 
 def changed_keys(changes: DataFrame, table: gold.GoldTable, key_schema: StructType) -> DataFrame:
-    """The inverse of ``key_changes`` for one table: its key columns and ``event_date``."""
-    keys = changes.filter(F.col("gold_table") == table.name).select(F.from_json("key", key_schema).alias("k"), "event_date")
-    return keys.select("k.*", "event_date")
+    """The inverse of ``key_changes`` for one table: its key columns and ``event_at``."""
+    keys = changes.filter(F.col("gold_table") == table.name).select(F.from_json("key", key_schema).alias("k"), "event_at")
+    return keys.select("k.*", "event_at")
 
 
 def key_schema(rows: DataFrame, table: gold.GoldTable) -> StructType:
@@ -168,23 +173,24 @@ def key_schema(rows: DataFrame, table: gold.GoldTable) -> StructType:
 
 
 def refresh(keys: DataFrame, spark: SparkSession, config: Config, table: gold.GoldTable) -> None:
-    """Rebuild the gold rows of ``keys`` (key columns and ``event_date``) from silver and upsert them.
+    """Rebuild the gold rows of ``keys`` (key columns and ``event_at``) from silver and upsert them.
 
-    The batch's keys and the rebuilt rows are each used twice (partition values, then the
-    join or the MERGE); they are cached so silver is read and aggregated once per batch.
+    Silver is read only within the table's span of the keys' event times (perflake.pipeline.horizon),
+    so Delta skips the files no affected key can have rows in. The batch's keys and the rebuilt rows
+    are each used twice; they are cached so silver is read and aggregated once per batch.
     """
     wanted = keys.persist()
     rebuilt = None
     try:
-        dates = sorted(row.event_date for row in wanted.select("event_date").distinct().collect())
-        if not dates:
+        minutes = horizon.minute_starts(wanted)
+        if not minutes:
             return
-        # a trading day spans two UTC dates, so read one day either side of the batch's dates
-        window = sorted({d + timedelta(days=offset) for d in dates for offset in (-1, 0, 1)})
-        affected = wanted.drop("event_date").distinct()
+        ranges = horizon.EventTimeRanges.around(minutes, table.span)
+        affected = wanted.drop("event_at").distinct()
         inputs = []
         for source in table.sources:
-            rows = lake.read_table(spark, config, "silver", source).filter(F.col("event_date").isin(window))
+            rows = lake.read_table(spark, config, "silver", source)
+            rows = rows.filter(F.col("event_date").isin(ranges.dates()) & ranges.contains(F.col("event_at")))
             with_keys = rows.select("*", *[column.alias(f"_key_{name}") for name, column in table.key_columns.items()])
             condition = [with_keys[f"_key_{name}"].eqNullSafe(affected[name]) for name in table.keys]
             inputs.append(with_keys.join(F.broadcast(affected), condition, "left_semi").drop(*[f"_key_{n}" for n in table.keys]))
