@@ -77,6 +77,15 @@ def foreach_batch_stream(
     return _with_trigger(writer, config, available_now).start()
 
 
+def stream_id(spark: SparkSession, config: Config, stream: str) -> str:
+    """The id of the query that owns ``stream``'s checkpoint: the same across restarts, new for a
+    new checkpoint, so a Delta transaction id made from it and a batch id never collides with a
+    deleted checkpoint's (whose batch ids restart at 0 and would be taken as already written)."""
+    import json
+
+    return json.loads(spark.read.text(f"{checkpoint_path(config, stream)}/metadata").first().value)["id"]
+
+
 def read_stream(spark: SparkSession, config: Config, layer: str, table: str) -> DataFrame:
     """A Delta table as a streaming source (new commits only after the checkpoint)."""
     return spark.readStream.format("delta").load(table_path(config, layer, table))

@@ -3,7 +3,7 @@
 - bronze: Kafka (every family topic) -> bronze.events, Delta's streaming sink (exactly once).
 - silver: bronze.events -> one silver table per event type + silver.quarantine, in
   ``SilverBatch.process_batch``; inserts skip event_ids already stored (so a replayed batch
-  inserts nothing), and the quarantine append carries (stream, batch id) as Delta's
+  inserts nothing), and the quarantine append carries (stream, query id, batch id) as Delta's
   transaction id (so a replayed batch appends nothing).
 - gold: every silver table gold reads -> the gold tables, in one stream (``GoldBatch``); each
   batch's affected keys are rebuilt from silver and upserted (``refresh``), so the result
@@ -113,8 +113,15 @@ class SilverBatch:
         self.config = config
         self.contracts = contracts
         self.validation = limits(config)
+        self.query_id: str | None = None
+
+    def txn(self, table: str, batch_id: int) -> tuple[str, int]:
+        """The Delta transaction of this batch's append to ``table``: a replay repeats it, so Delta skips it."""
+        return f"{self.stream}:{self.query_id}:{table}", batch_id
 
     def process_batch(self, batch: DataFrame, batch_id: int) -> None:
+        if self.query_id is None:
+            self.query_id = lake.stream_id(batch.sparkSession, self.config, self.stream)
         rows = validated(batch, self.contracts, self.validation).persist()
         typed: dict[tuple[str, int], DataFrame] = {}
         try:
@@ -138,7 +145,7 @@ class SilverBatch:
                 list(pool.map(write, present))  # list() re-raises the first failure
             quarantine = union_all([silver.quarantine_rows(frame) for frame in [rows, *typed.values()]])
             if not quarantine.isEmpty():
-                lake.append(quarantine, self.config, "silver", QUARANTINE_TABLE, (f"{self.stream}:{QUARANTINE_TABLE}", batch_id))
+                lake.append(quarantine, self.config, "silver", QUARANTINE_TABLE, self.txn(QUARANTINE_TABLE, batch_id))
         finally:
             for frame in typed.values():
                 frame.unpersist()
