@@ -7,6 +7,7 @@ config, so the same job writes to the local filesystem, to HDFS or to a cluster'
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from urllib.parse import urlparse
 
@@ -81,8 +82,6 @@ def stream_id(spark: SparkSession, config: Config, stream: str) -> str:
     """The id of the query that owns ``stream``'s checkpoint: the same across restarts, new for a
     new checkpoint, so a Delta transaction id made from it and a batch id never collides with a
     deleted checkpoint's (whose batch ids restart at 0 and would be taken as already written)."""
-    import json
-
     return json.loads(spark.read.text(f"{checkpoint_path(config, stream)}/metadata").first().value)["id"]
 
 

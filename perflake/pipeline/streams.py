@@ -17,8 +17,8 @@ committed it, in bronze until silver has, in silver until gold has.
 from __future__ import annotations
 
 import functools
-from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -193,11 +193,11 @@ def refresh(keys: DataFrame, spark: SparkSession, config: Config, table: gold.Go
         if not minutes:
             return
         ranges = horizon.EventTimeRanges.around(minutes, table.span)
+        in_horizon = F.col("event_date").isin(ranges.dates()) & ranges.contains(F.col("event_at"))
         affected = wanted.drop("event_at").distinct()
         inputs = []
         for source in table.sources:
-            rows = lake.read_table(spark, config, "silver", source)
-            rows = rows.filter(F.col("event_date").isin(ranges.dates()) & ranges.contains(F.col("event_at")))
+            rows = lake.read_table(spark, config, "silver", source).filter(in_horizon)
             with_keys = rows.select("*", *[column.alias(f"_key_{name}") for name, column in table.key_columns.items()])
             condition = [with_keys[f"_key_{name}"].eqNullSafe(affected[name]) for name in table.keys]
             inputs.append(with_keys.join(F.broadcast(affected), condition, "left_semi").drop(*[f"_key_{n}" for n in table.keys]))
