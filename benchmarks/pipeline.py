@@ -37,8 +37,10 @@ from perflake.spark import get_spark
 CONTRACTS = load_contracts()
 
 
-def bench_environ(name: str) -> dict[str, str]:
+def bench_environ(name: str, drivers: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERFLAKE__")}
+    if drivers:
+        env["PERFLAKE__PIPELINE__DRIVERS"] = drivers
     env["PERFLAKE__LAKE__ROOT"] = str(Path("state/bench") / name)
     env["PERFLAKE__METASTORE__ENABLED"] = "false"
     for family in sorted({c.family for c in CONTRACTS.values()}):
@@ -136,13 +138,13 @@ def query_latency(spark, config, repeats: int = 50) -> dict:
     return {"query_rows": len(fetched), "query_p50_ms": round(seconds[len(seconds) // 2] * 1000), "query_p95_ms": round(seconds[int(len(seconds) * 0.95)] * 1000)}
 
 
-def end_to_end_latency(seconds: int, rate: int, warmup_seconds: int, history_events: int) -> dict:
-    """Start the three jobs over ``history_events`` of the past day (a lake in production is not
+def end_to_end_latency(seconds: int, rate: int, warmup_seconds: int, history_events: int, drivers: str | None) -> dict:
+    """Start the streams (in ``drivers``: one or per layer) over ``history_events`` of the past day (a lake in production is not
     empty: the work of a batch must not grow with it), warm them up with ``warmup_seconds`` of
     traffic (a fresh driver's first batches pay for code generation and loading classes), then
     measure ``seconds``."""
     name = f"latency-{int(time.time())}"
-    env = bench_environ(name)
+    env = bench_environ(name, drivers)
     config = load_config(environ=env)
     ensure_topics(config, family_topics(config, CONTRACTS))
     history = sample_events(history_events, datetime.now(timezone.utc) - timedelta(minutes=15), seed=7, span=timedelta(hours=24))
@@ -173,6 +175,7 @@ def end_to_end_latency(seconds: int, rate: int, warmup_seconds: int, history_eve
             latencies.append(max(0.0, arrival - created))
     latencies.sort()
     result = {
+        "drivers": config.pipeline.drivers,
         "history_events": history_events,
         "warmup_s": round(warm_s, 1),
         "latency_cohorts": len(cohorts),
@@ -254,11 +257,12 @@ def main() -> None:
     parser.add_argument("--warmup-seconds", type=int, default=20, help="traffic before the latency is measured")
     parser.add_argument("--history-events", type=int, default=200_000, help="events of the past day the lake holds before the latency run")
     parser.add_argument("--skip-throughput", action="store_true", help="only the latency measurement")
+    parser.add_argument("--drivers", choices=sorted(runner.DRIVER_LAYOUTS), help="the streams' driver layout (default: the profile's pipeline.drivers)")
     args = parser.parse_args()
     results = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count()}
     if not args.skip_throughput:
         results.update(throughput_and_storage(args.events))
-    results.update(end_to_end_latency(args.latency_seconds, args.rate, args.warmup_seconds, args.history_events))
+    results.update(end_to_end_latency(args.latency_seconds, args.rate, args.warmup_seconds, args.history_events, args.drivers))
     print(json.dumps(results, indent=2))
 
 

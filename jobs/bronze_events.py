@@ -7,11 +7,11 @@ Data on failure: Kafka keeps every message until this stream's checkpoint record
 committed to Delta; a restart replays the uncommitted batch, which Delta's sink writes once.
 """
 
-from perflake.pipeline.runner import run_layer
+from perflake.pipeline.runner import run_layers
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_layer("bronze", __doc__, argv)
+    run_layers(("bronze",), __doc__, argv)
 
 
 if __name__ == "__main__":

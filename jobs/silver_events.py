@@ -7,11 +7,11 @@ and Kafka coordinates); repeated event_ids are stored once. Data on failure: bro
 rows; a restart replays the uncommitted batch and its writes are skipped where they committed.
 """
 
-from perflake.pipeline.runner import run_layer
+from perflake.pipeline.runner import run_layers
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_layer("silver", __doc__, argv)
+    run_layers(("silver",), __doc__, argv)
 
 
 if __name__ == "__main__":

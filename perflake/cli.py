@@ -399,8 +399,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         services.down(config, only=started_services)
         raise
     if not caught_up:
-        for item in runner.status(config):
-            print(f"--- {item.layer} ({item.state}), last lines of {item.log_file}:\n{runner.process_of(config, item.layer).log_tail(15)}")
+        for driver in runner.drivers(config):
+            process = runner.process_of(config, driver[0])
+            print(f"--- {', '.join(driver)} ({process.state()}), last lines of {process.log_file}:\n{process.log_tail(15)}")
         print(f"perflake: error: the pipeline did not catch up within {args.timeout}s", file=sys.stderr)
         return 1
     show_gold(config)

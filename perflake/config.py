@@ -66,6 +66,7 @@ class PipelineConfig:
     max_event_bytes: int
     percentile_accuracy: int
     trading_timezone: str
+    drivers: str
 
 
 @dataclasses.dataclass(frozen=True)

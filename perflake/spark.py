@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from perflake.config import Config, get_config
@@ -67,12 +68,13 @@ def metastore_driver_jars(config: Config) -> list[str]:
     return [str(jar) for jar in component_jars(config, "metastore") if jar.name.startswith("derbyclient")]
 
 
-def get_spark(config: Config | None = None, app_name: str | None = None):
-    """The active SparkSession, or a new one configured for the profile."""
+def get_spark(config: Config | None = None, app_name: str | None = None, extra_conf: Mapping[str, str] | None = None):
+    """The active SparkSession, or a new one configured for the profile (plus ``extra_conf``,
+    which a running session ignores: settings of its SparkContext are fixed at its start)."""
     from pyspark.sql import SparkSession
 
     config = config or get_config()
-    settings = spark_conf(config)
+    settings = {**spark_conf(config), **(extra_conf or {})}
     # an in-process session (notebooks, tests) starts its Python workers from PYSPARK_PYTHON only
     os.environ.setdefault("PYSPARK_PYTHON", settings["spark.pyspark.python"])
     builder = SparkSession.builder

@@ -1,9 +1,17 @@
 """Running the pipeline's streams: in a job (``supervise``) and as background processes
 (``start``/``stop``/``status``, behind ``perflake pipeline``).
 
-Each layer runs as its own spark-submit process, so one layer's crash or restart leaves the
-others running; each process writes its streams' progress to ``state/run/pipeline-<layer>.json``.
-Stopping sends SIGTERM: the job stops its queries between micro-batches.
+``pipeline.drivers`` lays the layers out over spark-submit processes (drivers):
+
+- ``one``: the three layers' streams in one driver, sharing its executors under the FAIR
+  scheduler (a pool per layer). On a small machine this saves two JVMs' worth of CPU and
+  memory; a crash or restart takes all three layers down and up together.
+- ``per_layer``: a driver per layer, so one layer's crash or restart leaves the others running
+  and each can be sized on its own (a cluster's choice).
+
+Each driver writes its layers' progress to ``state/run/pipeline-<layer>.json``. Stopping sends
+SIGTERM: the job stops its queries between micro-batches. Data on a crash of either layout:
+every stream restarts from its checkpoint (see ``streams``), so nothing is lost or repeated.
 """
 
 from __future__ import annotations
@@ -16,12 +24,30 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from perflake.config import Config
+from perflake.config import Config, ConfigError
 from perflake.services.process import ManagedProcess
 
 LAYERS = ("bronze", "silver", "gold")
-JOBS = {"bronze": "jobs/bronze_events.py", "silver": "jobs/silver_events.py", "gold": "jobs/gold_tables.py"}
+DRIVER_LAYOUTS = {"one": (LAYERS,), "per_layer": tuple((layer,) for layer in LAYERS)}
+JOBS = {
+    ("bronze",): "jobs/bronze_events.py",
+    ("silver",): "jobs/silver_events.py",
+    ("gold",): "jobs/gold_tables.py",
+    LAYERS: "jobs/medallion_streams.py",
+}
 PROGRESS_INTERVAL_S = 2.0
+
+
+def drivers(config: Config) -> tuple[tuple[str, ...], ...]:
+    """The layers each driver process runs, in pipeline order."""
+    try:
+        return DRIVER_LAYOUTS[config.pipeline.drivers]
+    except KeyError:
+        raise ConfigError(f"pipeline.drivers is {config.pipeline.drivers!r}; expected one of {', '.join(DRIVER_LAYOUTS)}") from None
+
+
+def driver_of(config: Config, layer: str) -> tuple[str, ...]:
+    return next(layers for layers in drivers(config) if layer in layers)
 
 
 def progress_file(config: Config, layer: str) -> Path:
@@ -29,7 +55,9 @@ def progress_file(config: Config, layer: str) -> Path:
 
 
 def process_of(config: Config, layer: str) -> ManagedProcess:
-    return ManagedProcess(f"pipeline-{layer}", config.paths.state_dir / "run", config.paths.state_dir / "logs")
+    """The process of the driver that runs ``layer``."""
+    name = "pipeline-" + "-".join(driver_of(config, layer))
+    return ManagedProcess(name, config.paths.state_dir / "run", config.paths.state_dir / "logs")
 
 
 def query_summary(progress: dict | None) -> dict:
@@ -88,46 +116,52 @@ class ProgressTotals:
         return Listener()
 
 
-def supervise(queries, config: Config, layer: str, totals: ProgressTotals) -> None:
-    """Wait on the queries, writing their progress; SIGTERM stops them between batches.
+def supervise(queries: dict[str, list], config: Config, totals: ProgressTotals) -> None:
+    """Wait on each layer's queries, writing their progress; SIGTERM stops them between batches.
 
     Raises the first query's failure, so the process exits non-zero and `pipeline status`
     shows it dead; restarting resumes from the checkpoints.
     """
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    path = progress_file(config, layer)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    every_query = [query for layer_queries in queries.values() for query in layer_queries]
     try:
         while not stopping.is_set():
-            for query in queries:
+            for query in every_query:
                 if query.exception() is not None:
                     raise RuntimeError(f"stream {query.name} failed: {query.exception()}")
-            with totals.lock:
-                summary = {
-                    query.name: {
-                        **query_summary(query.lastProgress),
-                        "active": query.isActive,
-                        # nothing waiting in the source and no batch running
-                        "idle": not query.status["isDataAvailable"] and not query.status["isTriggerActive"],
-                        "total_input_rows": totals.rows.get(query.name, 0),
-                        "total_batches": totals.batches.get(query.name, 0),
-                    }
-                    for query in queries
-                }
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps({"written_at": time.time(), "streams": summary}, indent=2))
-            temporary.replace(path)  # readers never see a half-written file
-            if not any(query.isActive for query in queries):
+            for layer, layer_queries in queries.items():
+                write_progress(progress_file(config, layer), layer_queries, totals)
+            if not any(query.isActive for query in every_query):
                 return
             stopping.wait(PROGRESS_INTERVAL_S)
     finally:
-        for query in queries:
+        for query in every_query:
             query.stop()
 
 
+def write_progress(path: Path, queries: list, totals: ProgressTotals) -> None:
+    with totals.lock:
+        summary = {
+            query.name: {
+                **query_summary(query.lastProgress),
+                "active": query.isActive,
+                # nothing waiting in the source and no batch running
+                "idle": not query.status["isDataAvailable"] and not query.status["isTriggerActive"],
+                "total_input_rows": totals.rows.get(query.name, 0),
+                "total_batches": totals.batches.get(query.name, 0),
+            }
+            for query in queries
+        }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"written_at": time.time(), "streams": summary}, indent=2))
+    temporary.replace(path)  # readers never see a half-written file
+
+
 def start(config: Config, layers: tuple[str, ...] = LAYERS, environ: dict[str, str] | None = None) -> list[str]:
-    """Start the layers' jobs that are not running; returns those started.
+    """Start the drivers of ``layers`` that are not running; returns the layers started
+    (with ``drivers = "one"``, starting any layer starts all three).
 
     A job loads its own config from the environment: ``environ`` must select the same
     profile and overrides as ``config`` (the default, this process's environment, does).
@@ -135,18 +169,23 @@ def start(config: Config, layers: tuple[str, ...] = LAYERS, environ: dict[str, s
     from perflake.spark import spark_submit_command
 
     started = []
-    for layer in layers:
-        process = process_of(config, layer)
-        if process.is_running():
+    for driver in drivers(config):
+        process = process_of(config, driver[0])
+        if not set(driver) & set(layers) or process.is_running():
             continue
-        process.start(spark_submit_command(config, config.project_dir / JOBS[layer], []), env=environ)
-        started.append(layer)
+        process.start(spark_submit_command(config, config.project_dir / JOBS[driver], []), env=environ)
+        started += driver
     return started
 
 
 def stop(config: Config, layers: tuple[str, ...] = LAYERS, timeout_s: float = 60) -> list[str]:
-    """Stop the running layers among ``layers`` (gold first, so it never reads a half-stopped silver)."""
-    return [layer for layer in reversed(LAYERS) if layer in layers and process_of(config, layer).stop(timeout_s)]
+    """Stop the running drivers of ``layers``, gold's first (so it never reads a half-stopped
+    silver); returns the layers stopped (with ``drivers = "one"``, stopping any stops all)."""
+    stopped = []
+    for driver in reversed(drivers(config)):
+        if set(driver) & set(layers) and process_of(config, driver[0]).stop(timeout_s):
+            stopped += reversed(driver)
+    return stopped
 
 
 @dataclass(frozen=True)
@@ -169,8 +208,12 @@ def status(config: Config) -> list[LayerStatus]:
     return statuses
 
 
-def run_layer(layer: str, description: str, argv: list[str] | None = None) -> None:
-    """The body of a layer's job: parse its option, start its streams, supervise them."""
+def run_layers(layers: tuple[str, ...], description: str, argv: list[str] | None = None) -> None:
+    """The body of a driver's job: parse its option, start its layers' streams, supervise them.
+
+    Several layers share the driver's cores under the FAIR scheduler, a pool per layer, so a
+    long gold batch does not hold back bronze and silver (the default, FIFO, runs jobs in turn).
+    """
     from perflake.config import get_config
     from perflake.contracts import load_contracts
     from perflake.pipeline.streams import STARTERS
@@ -180,10 +223,17 @@ def run_layer(layer: str, description: str, argv: list[str] | None = None) -> No
     parser.add_argument("--available-now", action="store_true", help="process what the source holds now, then exit")
     args = parser.parse_args(argv)
     config = get_config()
-    spark = get_spark(config, app_name=f"perflake-{layer}")
+    shared = {"spark.scheduler.mode": "FAIR", "spark.scheduler.allocation.file": str(config.project_dir / "conf" / "fairscheduler.xml")}
+    spark = get_spark(config, app_name="perflake-" + "-".join(layers), extra_conf=shared if len(layers) > 1 else {})
     totals = ProgressTotals()
     spark.streams.addListener(totals.listener())
+    contracts = load_contracts()
+    queries = {}
     try:
-        supervise(STARTERS[layer](spark, config, load_contracts(), args.available_now), config, layer, totals)
+        for layer in layers:
+            # a query's micro-batches run in the pool set on the thread that starts it
+            spark.sparkContext.setLocalProperty("spark.scheduler.pool", layer)
+            queries[layer] = STARTERS[layer](spark, config, contracts, args.available_now)
+        supervise(queries, config, totals)
     finally:
         spark.stop()

@@ -24,7 +24,7 @@ from perflake.pipeline.reconcile import reconcile
 from perflake.pipeline.streams import family_topics
 from perflake.schemas import SCHEMAS_DIR
 from perflake.services.process import wait_for
-from tests.support import make_environ, pipeline_config, pipeline_overrides, run_once
+from tests.support import make_config, make_environ, pipeline_config, pipeline_overrides, run_once
 
 CONTRACTS = load_contracts()
 
@@ -183,11 +183,13 @@ def test_a_new_optional_field_breaks_nothing(spark, running_services, state_dir,
     assert_gold_matches(spark, config, old_events + new_events)
 
 
-def test_killed_drivers_lose_and_repeat_nothing(spark, running_services, state_dir):
-    """SIGKILL all three stream drivers while they work, restart them: silver and gold end exact."""
-    name = "recovery"
-    config = pipeline_config(state_dir, name)
-    environ = make_environ(state_dir, **pipeline_overrides(state_dir, name))
+@pytest.mark.parametrize("drivers", sorted(runner.DRIVER_LAYOUTS))
+def test_killed_drivers_lose_and_repeat_nothing(spark, running_services, state_dir, drivers):
+    """SIGKILL the stream drivers (one, or one per layer) while they work, restart them: silver and gold end exact."""
+    name = f"recovery-{drivers}"
+    overrides = {**pipeline_overrides(state_dir, name), "PERFLAKE__PIPELINE__DRIVERS": drivers}
+    config = make_config("local", state_dir, **overrides)
+    environ = make_environ(state_dir, **overrides)
     ensure_topics(config, family_topics(config, CONTRACTS))
     first = sample_events(3000, datetime.now(timezone.utc), seed=31)
     produce_events(config, CONTRACTS, first)
@@ -197,8 +199,8 @@ def test_killed_drivers_lose_and_repeat_nothing(spark, running_services, state_d
         second = sample_events(3000, datetime.now(timezone.utc), seed=32)
         produce_events(config, CONTRACTS, second)
         time.sleep(3)  # into the batches that read the second lot
-        for layer in runner.LAYERS:
-            os.killpg(runner.process_of(config, layer).pid(), signal.SIGKILL)
+        for driver in runner.drivers(config):
+            os.killpg(runner.process_of(config, driver[0]).pid(), signal.SIGKILL)
         wait_for(lambda: all(not runner.process_of(config, layer).is_running() for layer in runner.LAYERS), 30, "killed drivers")
         assert {item.state for item in runner.status(config)} == {"dead"}
         runner.start(config, environ=environ)

@@ -1,18 +1,42 @@
 import sys
 
+import pytest
+
+from perflake.config import ConfigError
 from perflake.pipeline import runner
 from tests.support import make_config
 
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
 
 def test_stop_stops_only_the_layers_named(tmp_path):
-    config = make_config("local", tmp_path)
+    config = make_config("local", tmp_path, PERFLAKE__PIPELINE__DRIVERS="per_layer")
     for layer in ("bronze", "silver"):
-        runner.process_of(config, layer).start([sys.executable, "-c", "import time; time.sleep(60)"])
+        runner.process_of(config, layer).start(SLEEPER)
     try:
         assert runner.stop(config, layers=("silver",), timeout_s=5) == ["silver"]
         assert {item.layer: item.state for item in runner.status(config)} == {"bronze": "running", "silver": "stopped", "gold": "stopped"}
     finally:
         runner.stop(config, timeout_s=5)
+
+
+def test_one_driver_runs_and_stops_every_layer_together(tmp_path):
+    config = make_config("local", tmp_path, PERFLAKE__PIPELINE__DRIVERS="one")
+    assert runner.drivers(config) == (runner.LAYERS,)
+    runner.process_of(config, "bronze").start(SLEEPER)
+    try:
+        assert {item.layer: item.state for item in runner.status(config)} == dict.fromkeys(runner.LAYERS, "running")
+        assert runner.start(config, layers=("gold",)) == []  # its driver is running already
+        assert runner.stop(config, layers=("silver",), timeout_s=5) == ["gold", "silver", "bronze"]
+        assert {item.state for item in runner.status(config)} == {"stopped"}
+    finally:
+        runner.stop(config, timeout_s=5)
+
+
+def test_an_unknown_driver_layout_is_named(tmp_path):
+    config = make_config("local", tmp_path, PERFLAKE__PIPELINE__DRIVERS="two")
+    with pytest.raises(ConfigError, match="pipeline.drivers is 'two'; expected one of one, per_layer"):
+        runner.start(config)
 
 
 def test_status_reads_each_streams_progress(tmp_path):
