@@ -1,9 +1,9 @@
 """Benchmarks of the medallion pipeline on this machine (docs/benchmarks.md has the figures).
 
     .venv/bin/python benchmarks/pipeline.py [--events 300000] [--latency-seconds 60] [--rate 500]
-        [--warmup-seconds 20] [--history-events 200000] [--skip-throughput]
+        [--warmup-seconds 20] [--history-events 200000] [--skip-throughput] [--drivers one|per_layer]
 
-Uses its own topics and lake under state/bench (services must be up: `perflake services up`).
+Uses its own topics, lake and run state under state/bench (services must be up: `perflake services up`).
 1. throughput: N events already in Kafka -> bronze -> silver, each layer in one process
 2. storage: bytes of raw JSON vs silver and gold on disk
 3. gold query latency: one service, one metric, last 24 h at 1-minute grain, warm session
@@ -42,6 +42,8 @@ def bench_environ(name: str, drivers: str | None = None) -> dict[str, str]:
     if drivers:
         env["PERFLAKE__PIPELINE__DRIVERS"] = drivers
     env["PERFLAKE__LAKE__ROOT"] = str(Path("state/bench") / name)
+    # its own drivers' pids, logs and progress: a developer's running pipeline is neither reused nor overwritten
+    env["PERFLAKE__PATHS__STATE_DIR"] = str(Path("state/bench") / name / "state")
     env["PERFLAKE__METASTORE__ENABLED"] = "false"
     for family in sorted({c.family for c in CONTRACTS.values()}):
         env[f"PERFLAKE__KAFKA__TOPICS__{family.upper()}"] = f"perflake.bench.{name}.{family}"

@@ -173,6 +173,8 @@ def start(config: Config, layers: tuple[str, ...] = LAYERS, environ: dict[str, s
         process = process_of(config, driver[0])
         if not set(driver) & set(layers) or process.is_running():
             continue
+        for layer in driver:  # an earlier run's progress must not pass for this one's (a stale "idle")
+            progress_file(config, layer).unlink(missing_ok=True)
         process.start(spark_submit_command(config, config.project_dir / JOBS[driver], []), env=environ)
         started += driver
     return started

@@ -33,6 +33,19 @@ def test_one_driver_runs_and_stops_every_layer_together(tmp_path):
         runner.stop(config, timeout_s=5)
 
 
+def test_a_started_driver_shows_no_progress_of_an_earlier_run(tmp_path, monkeypatch):
+    monkeypatch.setattr("perflake.spark.spark_submit_command", lambda *_: SLEEPER)
+    config = make_config("local", tmp_path)
+    for layer in runner.LAYERS:
+        runner.progress_file(config, layer).parent.mkdir(parents=True, exist_ok=True)
+        runner.progress_file(config, layer).write_text('{"streams": {"old": {"total_input_rows": 240000, "idle": true}}}')
+    try:
+        assert runner.start(config) == list(runner.LAYERS)
+        assert [item.streams for item in runner.status(config)] == [{}, {}, {}]
+    finally:
+        runner.stop(config, timeout_s=5)
+
+
 def test_an_unknown_driver_layout_is_named(tmp_path):
     config = make_config("local", tmp_path, PERFLAKE__PIPELINE__DRIVERS="two")
     with pytest.raises(ConfigError, match="pipeline.drivers is 'two'; expected one of one, per_layer"):
