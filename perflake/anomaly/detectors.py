@@ -7,7 +7,8 @@ time order. ``score`` returns, per row and using only that row and the rows befo
 - ``score``: ``raw`` calibrated on the history the detector was fitted on, as a surprise level
   ``-log10 p`` (p: how often normal history scores at least as high; its tail is an exponential
   fitted above the 95th percentile). One scale for every detector: 3 means "1 in 1,000 rows of
-  normal history", so one threshold and the ensemble treat every detector alike;
+  normal history", so one threshold and the ensemble treat every detector alike (the online
+  ``sequence_surprise`` puts its own probabilities on that scale: ``SurpriseCalibration``);
 - ``expected_low`` / ``expected_high``: the range the contributing metric was expected in;
 - ``contributor``: what contributed most (the metric, or ``metric__feature`` for feature models).
 
@@ -16,10 +17,12 @@ live scorer holds bounded memory. Window detectors, and feature models whose fea
 windowed, then score exactly as one pass over the whole series; the recursive ones (EWMA,
 Holt-Winters, CUSUM) rebuild their state from those rows, at least five spans, beyond which older
 rows weigh under 1 %; a seasonal profile (``seasonal_z``) sees only the retained rows.
+``sequence_surprise`` keeps learning: its ``update`` advances the fitted model.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -56,6 +59,10 @@ class TailCalibration:
         mean_excess = float(excess.mean()) if len(excess) else spread
         return cls(raw, threshold, max(mean_excess, EPSILON))
 
+    @staticmethod
+    def describe(level: float) -> str:
+        return f"1 in {10 ** level:,.0f} of normal history" if level <= 12 else "rarer than 1 in 10^12 of normal history"
+
     def level(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=float)
         n = len(self.history)
@@ -66,20 +73,37 @@ class TailCalibration:
         return np.where(np.isfinite(raw), -np.log10(np.clip(p, 1e-300, 1.0)), 0.0)
 
 
+@dataclass(frozen=True)
+class SurpriseCalibration:
+    """raw -> -log10 p for a raw score in bits of surprise above the typical row's (p = 2^-raw).
+
+    For a model that gives each row a probability: the level says how many times less likely
+    the row was than rows usually are to it, as a power of ten (4: 10,000 times).
+    """
+
+    @staticmethod
+    def describe(level: float) -> str:
+        return f"{10 ** level:,.0f} times less likely than usual" if level <= 12 else "over 10^12 times less likely than usual"
+
+    def level(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw, dtype=float)
+        return np.where(np.isfinite(raw), np.maximum(np.nan_to_num(raw), 0.0) * math.log10(2), 0.0)
+
+
 class Detector(ABC):
     name: ClassVar[str]
     family: ClassVar[str]
     # rows before a row that its score reads (the streaming state)
     context_rows: int = 500
 
-    calibration: TailCalibration | None = None
+    calibration: TailCalibration | SurpriseCalibration | None = None
     _tail: pd.DataFrame | None = None
 
     def fit(self, history: pd.DataFrame) -> Detector:
         """Learn what normal looks like from ``history`` (a frame of normal or mostly normal rows)."""
         _check_frame(history)
         unseen_from = self._fit(history) or 0
-        self.calibration = TailCalibration.fit(self._raw(history)["raw"].to_numpy(dtype=float)[unseen_from:])
+        self.calibration = self._calibrate(history, unseen_from)
         self._tail = history.tail(self.context_rows).reset_index(drop=True)
         return self
 
@@ -87,9 +111,14 @@ class Detector(ABC):
         if self.calibration is None:
             raise RuntimeError(f"{self.name}: fit the detector before scoring")
         _check_frame(frame)
-        result = self._raw(frame)
-        result["score"] = self.calibration.level(result["raw"].to_numpy(dtype=float))
-        return result[SCORE_COLUMNS]
+        return self._levelled(self._raw(frame))
+
+    def _calibrate(self, history: pd.DataFrame, unseen_from: int) -> TailCalibration | SurpriseCalibration:
+        return TailCalibration.fit(self._raw(history)["raw"].to_numpy(dtype=float)[unseen_from:])
+
+    def _levelled(self, raw: pd.DataFrame) -> pd.DataFrame:
+        raw["score"] = self.calibration.level(raw["raw"].to_numpy(dtype=float))
+        return raw[SCORE_COLUMNS]
 
     def update(self, new_rows: pd.DataFrame) -> pd.DataFrame:
         """Score the next rows of a stream, reading the rows kept from earlier calls."""
@@ -103,9 +132,8 @@ class Detector(ABC):
     def explain(self, scored: pd.DataFrame, row: int) -> str:
         """One line an operator reads: how unusual, which metric, what was expected."""
         item = scored.loc[row]
-        odds = f"1 in {10 ** item['score']:,.0f}" if item["score"] <= 12 else "rarer than 1 in 10^12"
         return (
-            f"{self.name} ({self.family}): surprise {item['score']:.1f} ({odds} of normal history); "
+            f"{self.name} ({self.family}): surprise {item['score']:.1f} ({self.calibration.describe(item['score'])}); "
             f"{item['contributor']} expected in [{item['expected_low']:.4g}, {item['expected_high']:.4g}]"
         )
 
@@ -322,6 +350,155 @@ class MotifNoveltyDetector(UnivariateDetector):
         return self.libraries[metric].novelty(values), past.median().to_numpy(), past.std().to_numpy()
 
 
+class LevelTransitions:
+    """Which quantised level followed which, counted online; the next level's probability (PPM, escape method C).
+
+    A level seen after the previous one gets its share of what followed it; otherwise the model
+    escapes to the levels' overall frequencies, and then to a level never seen, whose probability
+    falls the farther it lies outside the fit range (``beyond``: bins past its edge).
+    """
+
+    def __init__(self):
+        self.after: dict[int, dict[int, int]] = {}
+        self.after_total: dict[int, int] = {}
+        self.overall: dict[int, int] = {}
+        self.total = 0
+        self.previous: int | None = None
+
+    def probability(self, level: int, beyond: int) -> float:
+        escape = 1.0
+        contexts = ((self.after.get(self.previous), self.after_total.get(self.previous, 0)), (self.overall, self.total))
+        for counts, total in contexts:
+            if total:
+                seen = counts.get(level, 0)
+                if seen:
+                    return escape * seen / (total + len(counts))
+                escape *= len(counts) / (total + len(counts))
+        return escape / (self.total + 1) / (beyond + 1)
+
+    def likely_levels(self, share: float) -> list[int]:
+        """Levels that followed the previous one at least ``share`` of the time (any level's frequency without it)."""
+        counts, total = self.after.get(self.previous), self.after_total.get(self.previous, 0)
+        if not total:
+            counts, total = self.overall, self.total
+        return [level for level, seen in counts.items() if seen >= share * total]
+
+    def learn(self, level: int) -> None:
+        following = self.after.setdefault(self.previous, {})
+        following[level] = following.get(level, 0) + 1
+        self.after_total[self.previous] = self.after_total.get(self.previous, 0) + 1
+        self.overall[level] = self.overall.get(level, 0) + 1
+        self.total += 1
+        self.previous = level
+
+
+class SequenceModel:
+    """One metric's online sequence model and the running mean of its surprise.
+
+    The values are quantised into ``bins`` levels over a fixed range ``offsets`` times, each
+    quantisation shifted by a fraction of a bin, so that a value on a bin edge does not flip
+    between two levels in all of them. A row's surprise is ``-log2`` of the probability its
+    levels had before it was seen, averaged over the quantisations; it is then learned.
+    """
+
+    MIN_SURPRISES = 20  # surprises seen before one is scored against them
+
+    def __init__(self, low: float, step: float, bins: int, offsets: int):
+        self.low, self.step, self.bins = low, step, bins
+        self.offsets = [i / offsets for i in range(offsets)]
+        self.transitions = [LevelTransitions() for _ in self.offsets]
+        self.seen, self.mean = 0, 0.0  # surprises learned, and their mean
+
+    @classmethod
+    def over_range_of(cls, values: np.ndarray, bins: int, offsets: int, padding: float) -> SequenceModel:
+        finite = values[np.isfinite(values)]
+        if not len(finite):
+            raise ValueError("no finite value in the fit history to set the levels from")
+        low, high = float(finite.min()), float(finite.max())
+        width = (high - low) or abs(high) or 1.0
+        return cls(low - padding * width, width * (1 + 2 * padding) / bins, bins, offsets)
+
+    def run(self, values: np.ndarray, learn: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row: its surprise above the mean of the surprises before it (bits), and the expected range as centre and spread.
+
+        Rows where ``learn`` is false are scored and not learned (the model has seen them already).
+        """
+        excess, centre, spread = (np.full(len(values), np.nan) for _ in range(3))
+        learn = np.ones(len(values), dtype=bool) if learn is None else learn
+        for i, value in enumerate(values):
+            if not math.isfinite(value):
+                continue
+            levels = [math.floor((value - self.low) / self.step + offset) for offset in self.offsets]
+            likely = self.transitions[0].likely_levels(share=0.01)
+            if likely:
+                low, high = self.low + min(likely) * self.step, self.low + (max(likely) + 1) * self.step
+                centre[i], spread[i] = (low + high) / 2, (high - low) / (2 * EXPECTED_SIGMAS)
+            surprise = -sum(math.log2(transitions.probability(level, max(0, -level, level - self.bins)))
+                            for transitions, level in zip(self.transitions, levels)) / len(levels)
+            if self.seen >= self.MIN_SURPRISES:
+                excess[i] = surprise - self.mean
+            if not learn[i]:
+                continue
+            self.seen += 1
+            self.mean += (surprise - self.mean) / self.seen
+            for transitions, level in zip(self.transitions, levels):
+                transitions.learn(level)
+        return excess, centre, spread
+
+
+class SequenceSurpriseDetector(UnivariateDetector):
+    """Sequence learning: how unexpected a value is after the one before it, to a model that keeps learning.
+
+    Each metric's values become levels (``bins`` over the fit history's range, padded by
+    ``range_padding`` of it each side; values outside get levels of their own) and an online
+    model learns which level follows which (``SequenceModel``). A row's raw score is its surprise
+    above the mean surprise of the rows before it, in bits, so a noisy metric, whose every value
+    surprises a little, is not always anomalous; its level is ``SurpriseCalibration``'s (4: the
+    row was 10,000 times less likely than usual). A level shift that stays stops surprising once
+    the model has seen it a few times, and a recurring pattern never does, where a fixed baseline
+    would alert on both for as long as they last. It knows what follows what, not when: a season
+    played backwards is made of known steps and goes unseen (``seasonal_profile`` sees it).
+
+    ``fit`` learns the history; ``score`` starts from that model and learns the rows it scores
+    (from a copy: the fitted model is not changed), ``update`` advances the fitted model itself,
+    so a stream is scored exactly as one pass, with state bounded by the levels seen. Each moment
+    is learned once: rows no later than the history's last timestamp are scored, not learned again.
+    """
+
+    name, family = "sequence_surprise", "sequence_learning"
+    context_rows = 1
+
+    def __init__(self, bins: int = 16, offsets: int = 4, range_padding: float = 0.1):
+        self.bins, self.offsets, self.range_padding = bins, offsets, range_padding
+        self._advance_fitted = False
+
+    def _fit(self, history):
+        self.learned_until = history["timestamp"].max()
+        self.models = {}
+        for metric in metric_columns(history):
+            values = history[metric].to_numpy(dtype=float)
+            self.models[metric] = SequenceModel.over_range_of(values, self.bins, self.offsets, self.range_padding)
+            self.models[metric].run(values)
+
+    def _calibrate(self, history, unseen_from):
+        return SurpriseCalibration()
+
+    def _per_metric(self, metric, values, timestamps):
+        model = self.models[metric] if self._advance_fitted else copy.deepcopy(self.models[metric])
+        return model.run(values, learn=(timestamps > self.learned_until).to_numpy())
+
+    def update(self, new_rows):
+        if self.calibration is None:
+            raise RuntimeError(f"{self.name}: fit the detector before updating it")
+        self._advance_fitted = True
+        try:
+            scored = self.score(new_rows)
+        finally:
+            self._advance_fitted = False
+        self.learned_until = max(self.learned_until, new_rows["timestamp"].max())
+        return scored
+
+
 # --- feature models: one vector of features per row, a model of normal vectors ------------------
 
 
@@ -464,7 +641,13 @@ class PcaReconstructionDetector(FeatureModelDetector):
 
 
 class EnsembleDetector(Detector):
-    """The mean surprise of its members: fires when several methods agree, explained by the loudest."""
+    """The mean surprise of its members: fires when they agree, explained by the loudest.
+
+    The default members are the two models of context: the trading calendar (seasonal_profile:
+    is this value usual at this time) and the sequence (sequence_surprise: is it usual after
+    what came before). One catches a stall that looks like the night, the other a new pattern at
+    a usual level; a mean of many detectors dilutes them (docs/anomaly-detection.md).
+    """
 
     name, family = "ensemble", "ensemble"
 
@@ -493,13 +676,13 @@ class EnsembleDetector(Detector):
 DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls
     for cls in (MedianMadDetector, EwmaControlChart, HoltWintersResidual, CusumDetector, SeasonalProfileDetector, MotifNoveltyDetector,
-                IsolationForestDetector, KnnDistanceDetector, OneClassSvmDetector, PcaReconstructionDetector, EnsembleDetector)
+                SequenceSurpriseDetector, IsolationForestDetector, KnnDistanceDetector, OneClassSvmDetector, PcaReconstructionDetector,
+                EnsembleDetector)
 }
 
 
 def default_members() -> list[Detector]:
-    return [SeasonalProfileDetector(), MedianMadDetector(), EwmaControlChart(), HoltWintersResidual(), CusumDetector(), IsolationForestDetector(),
-            KnnDistanceDetector()]
+    return [SeasonalProfileDetector(), SequenceSurpriseDetector()]
 
 
 def make_detector(name: str, **params) -> Detector:

@@ -23,7 +23,7 @@ from perflake.pipeline import gold, runner
 from perflake.pipeline.reconcile import reconcile
 from perflake.pipeline.streams import family_topics
 from perflake.schemas import SCHEMAS_DIR
-from perflake.services.process import wait_for
+from perflake.services.process import ServiceError, wait_for
 from tests.support import make_config, make_environ, pipeline_config, pipeline_overrides, run_once
 
 CONTRACTS = load_contracts()
@@ -205,7 +205,12 @@ def test_killed_drivers_lose_and_repeat_nothing(spark, running_services, state_d
         assert {item.state for item in runner.status(config)} == {"dead"}
         runner.start(config, environ=environ)
         events = first + second
-        wait_for(lambda: gold_samples(spark, config) == metric_count(events), 300, "gold to hold every metric event")
+        try:
+            wait_for(lambda: gold_samples(spark, config) == metric_count(events), 600, "gold to hold every metric event")
+        except ServiceError as error:  # slow or wrong: say which
+            streams = {item.layer: (item.state, item.streams) for item in runner.status(config)}
+            held = gold_samples(spark, config)
+            raise AssertionError(f"{error}: gold holds {held} of {metric_count(events)}; {streams}") from error
     finally:
         runner.stop(config)
     for table in {CONTRACTS[(e["event_type"], 1)].silver_table for e in events}:

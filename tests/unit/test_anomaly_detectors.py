@@ -10,9 +10,9 @@ from perflake.anomaly.evaluate import DEFAULT_REFRACTORY_ROWS, FIXED_LEVEL, aler
 from perflake.simulator import calendar
 from tests import synthetic as syn
 
-# the two detectors without a model of the season cannot tell a seasonal break from the season
+# the detectors without a model of the season cannot tell a seasonal break from the season
 # (docs/anomaly-detection.md)
-SEASON_BLIND = {"median_mad", "ewma_control"}
+SEASON_BLIND = {"median_mad", "ewma_control", "sequence_surprise"}
 
 
 def scores(name: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -92,7 +92,8 @@ def test_on_a_host_the_broken_metric_is_named():
 WINDOWED = FeatureSet("windowed", 1, (Feature("robust_z", 60), Feature("zscore", 200), Feature("diff", 1)))
 
 
-@pytest.mark.parametrize("name,params", [("median_mad", {}), ("knn_distance", {"feature_set": WINDOWED})])
+@pytest.mark.parametrize("name,params", [("median_mad", {}), ("knn_distance", {"feature_set": WINDOWED}),
+                                         ("sequence_surprise", {})])
 def test_streaming_updates_score_as_one_pass_does(name, params):
     frame = syn.with_anomaly("spike")
     detector = make_detector(name, **params).fit(frame.iloc[: syn.FIT_ROWS])
@@ -110,3 +111,32 @@ def test_misuse_is_a_clear_error():
         make_detector("ewma_control").fit(syn.clean()[["value"]])
     with pytest.raises(ValueError, match="0 scored rows of history: a detector needs at least 10"):
         make_detector("median_mad").fit(syn.clean().iloc[:5])
+
+
+def test_a_level_shift_that_stays_alerts_once_then_becomes_the_new_normal():
+    frame = syn.with_anomaly("level_shift")
+    detector = make_detector("sequence_surprise").fit(frame.iloc[: syn.FIT_ROWS])
+    levels = alert_levels(detector.score(frame)["score"].to_numpy(), DEFAULT_REFRACTORY_ROWS)
+    alerts = np.flatnonzero(levels[syn.FIT_ROWS :] >= FIXED_LEVEL) + syn.FIT_ROWS
+    assert len(alerts) == 1 and syn.START <= alerts[0] < syn.START + syn.LENGTH, alerts
+    # the shifted season, once learned, is as unsurprising as the old one was
+    settled = detector.score(frame)["score"].to_numpy()[-syn.PERIOD * 10 :]
+    assert settled.max() < 2.0, settled.max()
+
+
+def test_the_sequence_model_learns_only_what_it_streams():
+    frame = syn.with_anomaly("spike")
+    detector = make_detector("sequence_surprise").fit(frame.iloc[: syn.FIT_ROWS])
+    first = detector.score(frame)
+    again = detector.score(frame)["score"].to_numpy()
+    np.testing.assert_array_equal(again, first["score"].to_numpy())  # score leaves the fitted model alone
+    assert "(10,000 times less likely than usual)" in detector.explain(first.assign(score=4.0), syn.START)
+    chunk = frame.iloc[syn.FIT_ROWS : syn.FIT_ROWS + 100]
+    detector.update(chunk)
+    learned = detector.models["value"].seen
+    detector.update(chunk)  # a replayed chunk is scored, not learned twice
+    assert detector.models["value"].seen == learned == syn.FIT_ROWS + 100
+    gap = frame.assign(value=frame["value"].where(frame.index != syn.START + 5))
+    assert detector.score(gap)["score"].iloc[syn.START + 5] == 0.0  # a missing value is not scored
+    with pytest.raises(ValueError, match="no finite value in the fit history"):
+        make_detector("sequence_surprise").fit(frame.iloc[:50].assign(value=np.nan))
