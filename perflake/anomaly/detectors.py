@@ -108,10 +108,13 @@ class Detector(ABC):
         return self
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
-        if self.calibration is None:
-            raise RuntimeError(f"{self.name}: fit the detector before scoring")
+        self._check_fitted("scoring")
         _check_frame(frame)
         return self._levelled(self._raw(frame))
+
+    def _check_fitted(self, doing: str) -> None:
+        if self.calibration is None:
+            raise RuntimeError(f"{self.name}: fit the detector before {doing}")
 
     def _calibrate(self, history: pd.DataFrame, unseen_from: int) -> TailCalibration | SurpriseCalibration:
         return TailCalibration.fit(self._raw(history)["raw"].to_numpy(dtype=float)[unseen_from:])
@@ -122,8 +125,7 @@ class Detector(ABC):
 
     def update(self, new_rows: pd.DataFrame) -> pd.DataFrame:
         """Score the next rows of a stream, reading the rows kept from earlier calls."""
-        if self._tail is None:
-            raise RuntimeError(f"{self.name}: fit the detector before updating it")
+        self._check_fitted("updating it")
         joined = pd.concat([self._tail, new_rows], ignore_index=True)
         scored = self.score(joined).iloc[len(self._tail) :]
         self._tail = joined.tail(self.context_rows).reset_index(drop=True)
@@ -488,8 +490,7 @@ class SequenceSurpriseDetector(UnivariateDetector):
         return model.run(values, learn=(timestamps > self.learned_until).to_numpy())
 
     def update(self, new_rows):
-        if self.calibration is None:
-            raise RuntimeError(f"{self.name}: fit the detector before updating it")
+        self._check_fitted("updating it")
         self._advance_fitted = True
         try:
             scored = self.score(new_rows)
@@ -661,15 +662,22 @@ class EnsembleDetector(Detector):
         self.context_rows = max(member.context_rows for member in self.members)
 
     def _raw(self, frame):
-        scored = [member.score(frame) for member in self.members]
+        return self._combined([member.score(frame) for member in self.members], frame.index)
+
+    def update(self, new_rows):
+        """Each member streams on (a learning member keeps learning); their levels are combined as in ``score``."""
+        self._check_fitted("updating it")
+        return self._levelled(self._combined([member.update(new_rows) for member in self.members], new_rows.index))
+
+    def _combined(self, scored: list[pd.DataFrame], index: pd.Index) -> pd.DataFrame:
         levels = np.vstack([s["score"].to_numpy() for s in scored])
         loudest = levels.argmax(axis=0)
-        rows = np.arange(len(frame))
+        rows = np.arange(len(index))
         pick = lambda column: np.vstack([s[column].to_numpy() for s in scored])[loudest, rows]  # noqa: E731
         return pd.DataFrame(
             {"raw": levels.mean(axis=0), "expected_low": pick("expected_low"), "expected_high": pick("expected_high"),
              "contributor": [f"{self.members[m].name}:{c}" for m, c in zip(loudest, pick("contributor"))]},
-            index=frame.index,
+            index=index,
         )
 
 

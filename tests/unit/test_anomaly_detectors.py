@@ -93,7 +93,7 @@ WINDOWED = FeatureSet("windowed", 1, (Feature("robust_z", 60), Feature("zscore",
 
 
 @pytest.mark.parametrize("name,params", [("median_mad", {}), ("knn_distance", {"feature_set": WINDOWED}),
-                                         ("sequence_surprise", {})])
+                                         ("sequence_surprise", {}), ("ensemble", {})])
 def test_streaming_updates_score_as_one_pass_does(name, params):
     frame = syn.with_anomaly("spike")
     detector = make_detector(name, **params).fit(frame.iloc[: syn.FIT_ROWS])
