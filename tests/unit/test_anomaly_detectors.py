@@ -116,11 +116,11 @@ def test_misuse_is_a_clear_error():
 def test_a_level_shift_that_stays_alerts_once_then_becomes_the_new_normal():
     frame = syn.with_anomaly("level_shift")
     detector = make_detector("sequence_surprise").fit(frame.iloc[: syn.FIT_ROWS])
-    levels = alert_levels(detector.score(frame)["score"].to_numpy(), DEFAULT_REFRACTORY_ROWS)
-    alerts = np.flatnonzero(levels[syn.FIT_ROWS :] >= FIXED_LEVEL) + syn.FIT_ROWS
+    scored = detector.score(frame)["score"].to_numpy()
+    alerts = np.flatnonzero(alert_levels(scored, DEFAULT_REFRACTORY_ROWS)[syn.FIT_ROWS :] >= FIXED_LEVEL) + syn.FIT_ROWS
     assert len(alerts) == 1 and syn.START <= alerts[0] < syn.START + syn.LENGTH, alerts
     # the shifted season, once learned, is as unsurprising as the old one was
-    settled = detector.score(frame)["score"].to_numpy()[-syn.PERIOD * 10 :]
+    settled = scored[-syn.PERIOD * 10 :]
     assert settled.max() < 2.0, settled.max()
 
 
