@@ -69,6 +69,11 @@ def directory_bytes(uri: str) -> int:
     return sum(path.stat().st_size for path in root.rglob("*.parquet"))
 
 
+def remove_lake(config) -> None:
+    """Delete a benchmark's own lake (under state/bench) once it is measured."""
+    shutil.rmtree(Path(config.lake.root.removeprefix("file://")), ignore_errors=True)
+
+
 def throughput_and_storage(count: int) -> dict:
     name = f"throughput-{int(time.time())}"
     env = bench_environ(name)
@@ -101,7 +106,7 @@ def throughput_and_storage(count: int) -> dict:
         "gold_saving_pct": round(100 * (1 - gold_bytes / raw_bytes), 1),
     }
     spark.stop()
-    shutil.rmtree(Path(config.lake.root.removeprefix("file://")), ignore_errors=True)
+    remove_lake(config)
     return result
 
 
@@ -151,10 +156,11 @@ def query_latency(warmup: int = 100, repeats: int = 200) -> dict:
     finally:
         spark.sql(f"DROP DATABASE {database} CASCADE")
     seconds.sort()
-    print(f"gold query ({len(fetched)} rows): p50 {seconds[len(seconds) // 2] * 1000:.0f} ms, p95 {seconds[int(len(seconds) * 0.95)] * 1000:.0f} ms")
+    p50_ms, p95_ms = round(seconds[len(seconds) // 2] * 1000), round(seconds[int(len(seconds) * 0.95)] * 1000)
+    print(f"gold query ({len(fetched)} rows): p50 {p50_ms} ms, p95 {p95_ms} ms")
     spark.stop()
-    shutil.rmtree(Path(config.lake.root.removeprefix("file://")), ignore_errors=True)
-    return {"query_rows": len(fetched), "query_p50_ms": round(seconds[len(seconds) // 2] * 1000), "query_p95_ms": round(seconds[int(len(seconds) * 0.95)] * 1000)}
+    remove_lake(config)
+    return {"query_rows": len(fetched), "query_p50_ms": p50_ms, "query_p95_ms": p95_ms}
 
 
 def end_to_end_latency(seconds: int, rate: int, warmup_seconds: int, history_events: int, drivers: str | None) -> dict:
