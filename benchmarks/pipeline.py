@@ -281,7 +281,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--warmup-seconds", type=int, default=20, help="traffic before the latency is measured")
     parser.add_argument("--history-events", type=int, default=200_000, help="events of the past day the lake holds before the latency run")
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"which measurements, comma-separated (default: {','.join(PARTS)})")
+    all_parts = ",".join(PARTS)
+    parser.add_argument("--parts", default=all_parts, help=f"which measurements, comma-separated (default: {all_parts})")
     parser.add_argument("--drivers", choices=sorted(runner.DRIVER_LAYOUTS), help="the streams' driver layout (default: the profile's pipeline.drivers)")
     args = parser.parse_args()
     parts = args.parts.split(",")
@@ -293,7 +294,9 @@ def main() -> None:
     if "query" in parts:
         results.update(query_latency())
     if "latency" in parts:
-        results.update(end_to_end_latency(args.latency_seconds, args.rate, args.warmup_seconds, args.history_events, args.drivers))
+        results.update(
+            end_to_end_latency(args.latency_seconds, args.rate, args.warmup_seconds, args.history_events, args.drivers)
+        )
     print(json.dumps(results, indent=2))
 
 
