@@ -129,7 +129,14 @@ def envelope_problems(parsed: DataFrame, limits: ValidationLimits, known: list[t
             F.format_string("unknown event type %s version %d", F.col("event_type"), F.col("schema_version")),
         )
     )
-    return parsed.withColumn("problems", _reasons(checks))
+    # the envelope struct is dropped once checked: every later pass (one per contract) would
+    # otherwise carry it; the quarantine keeps its raw event_type and schema_version
+    return parsed.select(
+        "*",
+        _reasons(checks).alias("problems"),
+        F.col("envelope.event_type").alias("envelope_event_type"),
+        F.col("envelope.schema_version").alias("envelope_schema_version"),
+    ).drop("envelope")
 
 
 def field_checks(field: FieldSpec, text: Column, typed: Column) -> list[tuple[Column, Column]]:
@@ -190,8 +197,8 @@ def quarantine_rows(rows: DataFrame) -> DataFrame:
         F.array_join("problems", "; ").alias("reason"),
         "problems",
         F.col("event_id"),
-        F.col("envelope.event_type").alias("event_type"),
-        F.col("envelope.schema_version").alias("schema_version"),
+        F.col("envelope_event_type").alias("event_type"),
+        F.col("envelope_schema_version").alias("schema_version"),
         "raw_value",
         F.make_valid_utf8(F.col("raw_value").cast("string")).alias("raw_text"),
         "event_bytes",

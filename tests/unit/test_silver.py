@@ -108,6 +108,14 @@ def test_quarantine_rows_keep_reason_raw_bytes_and_coordinates(spark):
     assert row.raw_text.endswith(" oops")
 
 
+def test_quarantine_keeps_the_event_type_and_version_as_written(spark):
+    """The envelope is dropped after its checks; the quarantine still shows what the producer sent."""
+    messages = [encode(event(schema_version="one")), encode(event(event_type="metrc"))]
+    rows = validated(bronze_of(spark, messages), CONTRACTS, LIMITS)
+    quarantined = sorted((row.event_type, row.schema_version) for row in silver.quarantine_rows(rows).collect())
+    assert quarantined == [("metrc", "1"), ("metric", "one")]
+
+
 def test_a_batch_message_is_split_into_its_events(spark):
     """Agents pack many events per message: each is validated alone and keeps its position."""
     good, bad, other = event(), event(payload={**GOOD_METRIC, "unit": "furlongs"}), event()
