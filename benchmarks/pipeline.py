@@ -271,6 +271,7 @@ def end_to_end_latency(seconds: int, rate: int, warmup_seconds: int, history_eve
         "batch_s": batches,
     }
     print(f"event -> gold latency: {result}")
+    remove_lake(config)  # its run state too; a failed run keeps both for its logs
     return result
 
 
