@@ -97,7 +97,9 @@ def parse_envelopes(bronze: DataFrame) -> DataFrame:
 
 
 def envelope_problems(parsed: DataFrame, limits: ValidationLimits, known: list[tuple[str, int]]) -> DataFrame:
-    """Adds ``problems``: every reason the envelope is invalid (empty when it is fine)."""
+    """Adds ``problems``: every reason the envelope is invalid (empty when it is fine). The parsed
+    ``envelope`` is then replaced by the two fields the quarantine reports as the producer wrote
+    them, ``envelope_event_type`` and ``envelope_schema_version``."""
     has_envelope = F.col("envelope").isNotNull()
     checks = [
         (F.col("batch_size") == 0, F.lit("an empty batch: a JSON array with no events")),
@@ -129,8 +131,7 @@ def envelope_problems(parsed: DataFrame, limits: ValidationLimits, known: list[t
             F.format_string("unknown event type %s version %d", F.col("event_type"), F.col("schema_version")),
         )
     )
-    # the envelope struct is dropped once checked: every later pass (one per contract) would
-    # otherwise carry it; the quarantine keeps its raw event_type and schema_version
+    # dropped once checked: every later pass (one per contract) would otherwise carry it
     return parsed.select(
         "*",
         _reasons(checks).alias("problems"),
