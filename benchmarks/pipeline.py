@@ -350,8 +350,9 @@ def main() -> None:
     parser.add_argument("--drivers", choices=sorted(runner.DRIVER_LAYOUTS), help="the streams' driver layout (default: the profile's pipeline.drivers)")
     args = parser.parse_args()
     parts = args.parts.split(",")
-    if args.events_per_message < 1:
-        parser.error(f"--events-per-message must be at least 1, got {args.events_per_message}")
+    for option in ("events", "events_per_message"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
     if unknown := set(parts) - set(PARTS):
         parser.error(f"unknown --parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
     results = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count()}
