@@ -8,7 +8,8 @@ Uses its own topics, lake and run state under state/bench (services must be up: 
 1. throughput: N events in Kafka -> bronze -> silver -> gold, each layer's stream in turn, in one
    session that first took --throughput-warmup-events (sustained, not a cold JVM's first batch)
 2. storage: bytes of raw JSON vs silver and gold on disk (with 1.)
-3. floor: Spark alone on the same machine, Kafka -> Delta copying or parsing each message once
+3. floor: Spark alone on the same machine, Kafka -> Delta copying or parsing each message once,
+   and the fixed cost of one Delta commit (plain append, append with a transaction id, MERGE)
 4. query: gold query latency, one service, one metric, last 24 h at 1-minute grain, warm session
 5. latency: the three streams as background jobs over a lake that already holds a day of events
    (--history-events), warmed up, then events produced at a steady rate; the time from an
@@ -165,19 +166,59 @@ def spark_floor(count: int, repeats: int = 3) -> dict:
                 rates.append(count / (time.monotonic() - started))
                 print(f"floor {shape} {repeat + 1}/{repeats}: {rates[-1]:,.0f} events/s", flush=True)
             result[f"floor_{shape}_events_per_s"] = [round(rate) for rate in rates[1:]]
+        result.update(commit_seconds(spark, config))
     finally:
         spark.stop()
         remove_lake(config)
     return result
 
 
+def commit_seconds(spark, config, warmup: int = 3, repeats: int = 12) -> dict:
+    """The fixed cost of one Delta commit of 100 rows to a table of 100,000 on a warm session, the
+    three ways the pipeline's batches write (median of ``repeats``, after ``warmup``): a plain append;
+    an append with a transaction id (the bronze stream's Delta sink and silver's quarantine do so,
+    for exactly-once: Delta then rebuilds the table's state to look the id up); and an insert of
+    new keys by MERGE within a time range (silver's dedupe, one per silver table a batch touches)."""
+    table = "floor_commits"
+    path = lake.table_path(config, "bronze", table)
+    rows = lambda start, count=100: spark.range(start, start + count).select(  # noqa: E731
+        F.expr("uuid()").alias("event_id"), F.current_timestamp().alias("event_at"), F.current_date().alias("event_date"),
+        F.rand().alias("value"),
+    )
+    rows(0, 100_000).write.format("delta").partitionBy("event_date").save(path)
+    now = datetime.now(timezone.utc)
+    today, recent = now.date(), F.col("t.event_at") >= F.lit(now - timedelta(minutes=5))
+    ways = {
+        "append": lambda n: rows(n).write.format("delta").mode("append").save(path),
+        "append_with_txn": lambda n: lake.append(rows(n), config, "bronze", table, ("floor", n)),
+        "insert_new_merge": lambda n: lake.insert_new(
+            rows(n), config, "bronze", table, ["event_id"], "event_date", [today], recent
+        ),
+    }
+    result, start = {}, 100_000
+    for way, commit in ways.items():
+        seconds = []
+        for repeat in range(warmup + repeats):
+            start += 100
+            started = time.monotonic()
+            commit(start)
+            seconds.append(time.monotonic() - started)
+        result[f"commit_{way}_median_s"] = round(statistics.median(seconds[warmup:]), 2)
+        print(f"one commit, {way}: median {result[f'commit_{way}_median_s']} s over {repeats}", flush=True)
+    return result
+
+
 def query_latency(warmup: int = 100, repeats: int = 200) -> dict:
     """A day of 1-minute rollups for 3 services x 6 metrics x 2 hosts, then the dashboard query:
-    ``warmup`` runs, then ``repeats`` timed. A dashboard's session answers a query every few
-    seconds; a fresh one is slower for its first ~100 queries (the JVM compiles Spark's planner
-    paths as they get hot: p95 727 ms over the first 50 runs, 336-401 ms from the 100th on).
-    The table is queried by name through the metastore, as dashboards and analysts do (a lookup
-    per query: 20-35 ms more than by path), in a database of its own that is dropped after."""
+    ``warmup`` runs, then ``repeats`` timed, through each way of asking by name:
+
+    - Spark SQL in a warm session (the table named through the metastore, in a database of its
+      own that is dropped after). A fresh session is slower for its first ~100 queries (the JVM
+      compiles Spark's planner paths as they get hot: p95 727 ms over the first 50 runs, 336-401 ms
+      from the 100th on); the metastore lookup adds 20-35 ms against a query by path.
+    - ``lake.SqlReader`` (delta-rs and DataFusion in this process, no Spark), as dashboards and
+      ``perflake query`` ask; each query reads the table's latest commit first.
+    """
     name = f"query_{int(time.time())}"
     config = load_config(environ={**bench_environ(name), "PERFLAKE__METASTORE__ENABLED": "true"})
     database, table = f"bench_{name}", "metric_rollups_1m"
@@ -195,33 +236,42 @@ def query_latency(warmup: int = 100, repeats: int = 200) -> dict:
         F.lit(0).cast("long").alias("n_errors"), F.lit(0.0).alias("error_rate"), F.lit(1.0).alias("samples_per_s"),
         F.to_date("window_at").alias("window_date"), F.current_timestamp().alias("updated_at"),
     )
-    path = f"{config.lake.root}/{database}/{table}"
+    path = lake.table_path(config, "gold", table)
     rows.write.format("delta").mode("overwrite").partitionBy("window_date").save(path)
     spark.sql(f"CREATE DATABASE {database} LOCATION '{config.lake.root}/{database}'")
     spark.sql(f"CREATE TABLE {database}.{table} USING DELTA LOCATION '{path}'")
+    since = end - timedelta(hours=24)
     query = (
-        f"SELECT window_at, sum(n_samples) AS n, max(p95_value) AS p95 FROM {database}.{table} "
+        f"SELECT window_at, sum(n_samples) AS n, max(p95_value) AS p95 FROM gold.{table} "
         f"WHERE service = 'ws4-market-integration' AND metric = 'response_time_ms' "
-        f"AND window_at >= TIMESTAMP'{(end - timedelta(hours=24)).isoformat()}' "
-        f"AND window_date >= DATE'{(end - timedelta(hours=24)).date().isoformat()}' GROUP BY window_at ORDER BY window_at"
+        f"AND window_at >= TIMESTAMP '{since:%Y-%m-%d %H:%M:%S}' "
+        f"AND window_date >= DATE '{since.date().isoformat()}' GROUP BY window_at ORDER BY window_at"
     )
-    print(f"gold query: {warmup} queries to warm the session, then {repeats} timed ...")
+    reader = lake.SqlReader(config)
+    ways = {
+        "spark": lambda: spark.sql(query.replace(f"gold.{table}", f"{database}.{table}")).collect(),
+        "reader": lambda: reader.query(query),
+    }
+    result = {}
     try:
-        for _ in range(warmup):
-            spark.sql(query).collect()
-        seconds = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            fetched = spark.sql(query).collect()
-            seconds.append(time.perf_counter() - started)
+        for way, ask in ways.items():
+            print(f"gold query ({way}): {warmup} queries to warm up, then {repeats} timed ...", flush=True)
+            for _ in range(warmup):
+                ask()
+            seconds = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                fetched = ask()
+                seconds.append(time.perf_counter() - started)
+            seconds.sort()
+            p50_ms, p95_ms = round(seconds[len(seconds) // 2] * 1000), round(seconds[int(len(seconds) * 0.95)] * 1000)
+            print(f"gold query ({way}, {len(fetched)} rows): p50 {p50_ms} ms, p95 {p95_ms} ms", flush=True)
+            result.update({f"query_{way}_rows": len(fetched), f"query_{way}_p50_ms": p50_ms, f"query_{way}_p95_ms": p95_ms})
     finally:
         spark.sql(f"DROP DATABASE {database} CASCADE")
-    seconds.sort()
-    p50_ms, p95_ms = round(seconds[len(seconds) // 2] * 1000), round(seconds[int(len(seconds) * 0.95)] * 1000)
-    print(f"gold query ({len(fetched)} rows): p50 {p50_ms} ms, p95 {p95_ms} ms")
     spark.stop()
     remove_lake(config)
-    return {"query_rows": len(fetched), "query_p50_ms": p50_ms, "query_p95_ms": p95_ms}
+    return result
 
 
 def end_to_end_latency(seconds: int, rate: int, warmup_seconds: int, history_events: int, drivers: str | None) -> dict:

@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     sql.description = "Any further arguments go to spark-sql, e.g. perflake sql -e 'SELECT * FROM gold.metric_rollups_1m LIMIT 5'"
     sql.set_defaults(handler=cmd_sql)
 
+    query = commands.add_parser("query", help="one SQL query on the lake's tables by name, without Spark (dashboards, scripts)")
+    query.add_argument("sql", help="DataFusion's SQL dialect, e.g. \"SELECT * FROM gold.metric_rollups_1m LIMIT 5\"")
+    query.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    query.set_defaults(handler=cmd_query)
+
     sql_server = commands.add_parser("sql-server", help="the Spark Thrift server: JDBC/ODBC and beeline on the lake's tables")
     sql_server.add_argument("action", choices=["start", "stop", "status"])
     sql_server.set_defaults(handler=cmd_sql_server)
@@ -420,6 +425,7 @@ def show_gold(config) -> None:
         spark.sql(query.format(table=f"delta.`{table_path(config, 'gold', table)}`")).show(truncate=False)
     if config.metastore.enabled:
         print('query gold by name: perflake sql -e "SELECT * FROM gold.metric_rollups_1m LIMIT 10"  (JDBC: perflake sql-server start)')
+        print('  or without Spark, in about 0.1 s: perflake query "SELECT * FROM gold.metric_rollups_1m LIMIT 10"')
     else:
         print(f"query gold with Spark SQL: SELECT * FROM delta.`{table_path(config, 'gold', 'metric_rollups_1m')}`")
     spark.stop()
@@ -476,6 +482,20 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from perflake.sql import spark_sql_command
 
     return subprocess.run(spark_sql_command(get_config(), args.passthrough)).returncode
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from deltalake.exceptions import DeltaError
+
+    from perflake.lake import SqlReader
+
+    try:
+        result = SqlReader(get_config()).query(args.sql)
+    except (ValueError, DeltaError, OSError) as error:  # a bad query, a missing table, an unreachable HDFS
+        print(f"query failed: {error}", file=sys.stderr)
+        return 2
+    print(result.to_csv(index=False) if args.csv else result.to_string(index=False), end="" if args.csv else "\n")
+    return 0
 
 
 def cmd_sql_server(args: argparse.Namespace) -> int:

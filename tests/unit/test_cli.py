@@ -42,3 +42,10 @@ def test_the_cluster_profile_starts_no_services(tmp_path):
     result = run_perflake(["services", "up"], env)
     assert result.returncode == 0, result.stderr
     assert "profile cluster manages no services" in result.stdout
+
+
+def test_query_of_a_missing_table_names_it_and_exits_2(tmp_path):
+    env = make_environ(tmp_path)
+    result = run_perflake(["query", "--csv", "SELECT count(*) AS n FROM gold.metric_rollups_1m"], env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("query failed: gold.metric_rollups_1m does not exist: no Delta table at file://")

@@ -1,5 +1,9 @@
-"""The lake's insert of new keys: what it skips, what a replay does, and what its filter promises."""
+"""The lake: its insert of new keys (what it skips, what a replay does, what its filter promises),
+stream ids, and SQL by name without Spark."""
 
+from datetime import datetime, timezone
+
+import pytest
 from pyspark.sql import functions as F
 
 from perflake import lake
@@ -44,3 +48,40 @@ def test_a_stream_keeps_its_id_across_restarts_and_a_new_checkpoint_gets_a_new_o
     assert run() == first  # a restart resumes the same checkpoint: its replayed batches keep their transaction ids
     shutil.rmtree(lake.checkpoint_path(config, "numbers").removeprefix("file://"))
     assert run() != first  # batch ids restart at 0 under a new id, so nothing is taken as already written
+
+
+def test_sql_reader_answers_by_name_as_spark_does_and_sees_each_new_commit(spark, tmp_path):
+    config = make_config("local", tmp_path)
+    frame = lambda rows: spark.createDataFrame(rows, "service STRING, window_at TIMESTAMP, n_samples BIGINT")  # noqa: E731
+    minute = lambda m: datetime(2026, 12, 3, 10, m, tzinfo=timezone.utc)  # noqa: E731
+    lake.ensure_table(spark, config, "gold", "rollups", frame([]).schema, [])
+    lake.append(frame([("ws2", minute(0), 3), ("ws2", minute(1), 4), ("ws4", minute(0), 5)]), config, "gold", "rollups", ("t", 0))
+    sql = (
+        "SELECT window_at, sum(n_samples) AS n FROM gold.rollups "
+        "WHERE service = 'ws2' AND window_at >= TIMESTAMP '2026-12-03 10:00:00' GROUP BY window_at ORDER BY window_at"
+    )
+    reader = lake.SqlReader(config)
+    lake.read_table(spark, config, "gold", "rollups").createOrReplaceTempView("gold_rollups")
+    expected = spark.sql(sql.replace("gold.rollups", "gold_rollups")).collect()
+    answer = reader.query(sql)
+    # epoch seconds: Spark gives naive local datetimes, the reader UTC-aware timestamps
+    by_reader = [(at.timestamp(), n) for at, n in zip(answer.window_at, answer.n)]
+    assert [(row.window_at.timestamp(), row.n) for row in expected] == by_reader
+    assert list(answer.n) == [3, 4]
+
+    # a commit after the reader's first query is in its next answer
+    lake.append(frame([("ws2", minute(1), 6)]), config, "gold", "rollups", ("t", 1))
+    assert list(reader.query(sql).n) == [3, 10]
+
+
+def test_sql_reader_renames_tables_outside_literals_and_names_a_missing_one(tmp_path):
+    sql, tables = lake.SqlReader.unqualified(
+        "SELECT 'gold.x' AS s, 'it''s silver.y' FROM Gold.a JOIN silver.b ON gold.a.k = silver.b.k"
+    )
+    assert sql == "SELECT 'gold.x' AS s, 'it''s silver.y' FROM gold__a JOIN silver__b ON gold__a.k = silver__b.k"
+    assert tables == [("gold", "a"), ("silver", "b")]
+    reader = lake.SqlReader(make_config("local", tmp_path))
+    with pytest.raises(ValueError, match="gold.absent does not exist: no Delta table at file://"):
+        reader.query("SELECT * FROM gold.absent")
+    with pytest.raises(ValueError, match="names no lake table"):
+        reader.query("SELECT 1")
