@@ -425,7 +425,7 @@ def show_gold(config) -> None:
         spark.sql(query.format(table=f"delta.`{table_path(config, 'gold', table)}`")).show(truncate=False)
     if config.metastore.enabled:
         print('query gold by name: perflake sql -e "SELECT * FROM gold.metric_rollups_1m LIMIT 10"  (JDBC: perflake sql-server start)')
-        print('  or without Spark, in about 0.1 s: perflake query "SELECT * FROM gold.metric_rollups_1m LIMIT 10"')
+        print('  or without Spark (no Spark job per query): perflake query "SELECT * FROM gold.metric_rollups_1m LIMIT 10"')
     else:
         print(f"query gold with Spark SQL: SELECT * FROM delta.`{table_path(config, 'gold', 'metric_rollups_1m')}`")
     spark.stop()

@@ -208,7 +208,7 @@ TABLE_REFERENCE = re.compile(r"\b(bronze|silver|gold)\.([A-Za-z_]\w*)\b", re.IGN
 class SqlReader:
     """SQL on the lake's tables by name (``SELECT ... FROM gold.<table>``), answered in this process.
 
-    A Spark SQL query costs 300-500 ms of planning and scheduling however small its answer
+    A Spark SQL query costs 300-700 ms of planning and scheduling however small its answer
     (docs/benchmarks.md): too slow for a dashboard of a dozen panels. This reader runs the query
     with delta-rs (the ``deltalake`` package: the Delta log read natively, the query run by Apache
     DataFusion in-process, its SQL dialect), on the same paths, local or ``hdfs://``. It never writes.
