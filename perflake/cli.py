@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_eval.add_argument("--protocol", default="fixed,cross_fit", help="threshold protocols, comma-separated: fixed, cross_fit, nab "
                           "(default %(default)s)")
     run_eval.add_argument("--refractory-rows", type=int, default=400, help="an alert must beat the levels of this many rows before it (default %(default)s)")
+    run_eval.add_argument("--refit-every", type=_period, metavar="PERIOD",
+                          help="retrain each detector on this schedule (e.g. 1D: nightly) on every row before, as deployed "
+                          "(default: fitted once)")
     run_eval.add_argument("--workers", type=_positive_int, default=2, help="processes scoring series in parallel (default %(default)s)")
     run_eval.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     run_eval.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -303,7 +306,7 @@ def cmd_evaluate_run(args: argparse.Namespace) -> int:
 
     def run() -> None:
         results = run_evaluation(get_config(), args.dataset, detectors, args.protocol.split(","), args.refractory_rows, args.workers,
-                                 track=not args.no_track, say=lambda line: print(line, flush=True))
+                                 track=not args.no_track, say=lambda line: print(line, flush=True), refit_every=args.refit_every)
         if args.json:
             args.json.write_text(summary_json(results))
 
@@ -554,6 +557,20 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
     return value
+
+
+def _period(text: str) -> str:
+    """A positive fixed period (``1D``, ``6h``), as the offset alias ``Series.dt.floor`` takes."""
+    import pandas as pd
+    from pandas.tseries.frequencies import to_offset
+
+    try:
+        period = pd.Timedelta(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a period such as 1D or 6h: {text!r}") from None
+    if period <= pd.Timedelta(0):
+        raise argparse.ArgumentTypeError(f"must be a positive period such as 1D or 6h, got {text!r}")
+    return to_offset(period).freqstr
 
 
 if __name__ == "__main__":

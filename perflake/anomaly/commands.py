@@ -31,22 +31,29 @@ def nab_score_report(results_dir: Path, nab_dir: Path, thresholds_file: Path | N
 
 
 def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols: list[str], refractory_rows: int,
-                   workers: int, track: bool, say: Callable[[str], None]) -> list[ev.Evaluation]:
-    """Each detector and the baselines on one data set, under each protocol; logged to MLflow when ``track``."""
+                   workers: int, track: bool, say: Callable[[str], None], refit_every: str | None = None) -> list[ev.Evaluation]:
+    """Each detector and the baselines on one data set, under each protocol; logged to MLflow when ``track``.
+
+    ``refit_every`` (a period such as ``1D``): each detector is retrained on that schedule on every
+    row before (``ev.walk_forward_levels``), as a deployment with nightly training would run it.
+    """
     from perflake.anomaly import tracking
 
     data = ev.load_dataset(dataset, config.ml.reference_data_dir)
-    say(f"{dataset}: {len(data)} series, {sum(len(s.test) for s in data):,} rows to score")
+    retrained = f", detectors retrained every {refit_every}" if refit_every else ""
+    say(f"{dataset}: {len(data)} series, {sum(len(s.test) for s in data):,} rows to score{retrained}")
     results = []
     for detector in [*ev.BASELINES, *detectors]:
-        scored = ev.score_all(data, detector, {}, refractory_rows, workers, progress=say)
+        scored = ev.score_all(data, detector, {}, refractory_rows, workers, progress=say, refit_every=refit_every)
         for protocol in protocols:
             evaluation = ev.evaluate(dataset, data, scored, detector, protocol)
+            evaluation.refit_every = refit_every or ""
             results.append(evaluation)
             say(format_row(evaluation))
             if track:
                 figures = {} if detector in ev.BASELINES else plots(data, scored, evaluation)
-                tracking.log_evaluation(config, evaluation, {"refractory_rows": refractory_rows}, figures)
+                params = {"refractory_rows": refractory_rows, "refit_every": refit_every or "never"}
+                tracking.log_evaluation(config, evaluation, params, figures)
     return results
 
 
@@ -61,7 +68,8 @@ def plots(data: list[ev.Series], scored: dict[str, ev.Scored], evaluation: ev.Ev
 def format_row(e: ev.Evaluation) -> str:
     nab_part = "  NAB " + " / ".join(f"{e.nab_scores[p]:.1f}" for p in nab.PROFILES) if e.nab_scores else ""
     speed = f"  {e.points_per_second:,.0f} points/s" if e.points_per_second else ""
-    return (f"{e.dataset:4s} {e.detector:18s} {e.protocol:9s} recall {e.events.recall:5.1%}  precision {e.events.precision:5.1%}  "
+    protocol = f"{e.protocol}, refit {e.refit_every}" if e.refit_every else e.protocol
+    return (f"{e.dataset:4s} {e.detector:18s} {protocol:9s} recall {e.events.recall:5.1%}  precision {e.events.precision:5.1%}  "
             f"F1 {e.events.f1:.3f}  incident precision {e.events.incident_precision:5.1%}  ({e.events.detected}/{e.events.events} events, {e.events.alerts} alerts){nab_part}{speed}")
 
 
@@ -95,4 +103,8 @@ def score_file(config: Config, model: str, alias: str, csv_file: Path, top: int)
 
 
 def summary_json(results: list[ev.Evaluation]) -> str:
-    return json.dumps([{"dataset": e.dataset, "detector": e.detector, "protocol": e.protocol, **e.metrics()} for e in results], indent=1)
+    def row(e: ev.Evaluation) -> dict:
+        schedule = {"refit_every": e.refit_every} if e.refit_every else {}
+        return {"dataset": e.dataset, "detector": e.detector, "protocol": e.protocol, **schedule, **e.metrics()}
+
+    return json.dumps([row(e) for e in results], indent=1)

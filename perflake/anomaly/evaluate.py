@@ -37,11 +37,11 @@ import numpy as np
 import pandas as pd
 
 from perflake.anomaly import nab, simulated
-from perflake.anomaly.detectors import make_detector
+from perflake.anomaly.detectors import Detector, make_detector
 
 FIXED_LEVEL = 4.0
 DEFAULT_REFRACTORY_ROWS = 400
-SMD_START = pd.Timestamp("2026-01-05", tz="UTC")  # SMD has no timestamps: minutes from an arbitrary Monday
+SMD_START = pd.Timestamp("2026-01-05", tz="UTC")  # SMD has no timestamps: minutes from an arbitrary Monday, test after train
 BASELINES = ("null", "random")
 
 
@@ -139,7 +139,9 @@ def smd_series(smd_dir: Path) -> list[Series]:
     for test_file in sorted((smd_dir / "test").glob("machine-*.txt.gz")):
         machine = test_file.name.removesuffix(".txt.gz")
         labels = np.loadtxt(smd_dir / "test_label" / f"{machine}.txt", dtype=int)
-        train, test = (_smd_frame(smd_dir / part / f"{machine}.txt.gz") for part in ("train", "test"))
+        train = _smd_frame(smd_dir / "train" / f"{machine}.txt.gz", SMD_START)
+        # the test half follows the train half: a learning detector must see its rows as new, not as moments it learned
+        test = _smd_frame(test_file, train["timestamp"].iloc[-1] + pd.Timedelta(minutes=1))
         if len(labels) != len(test):
             raise ValueError(f"{machine}: {len(labels)} labels for {len(test)} test rows")
         result.append(Series(machine, train, test, segments_of(labels), "smd"))
@@ -148,11 +150,11 @@ def smd_series(smd_dir: Path) -> list[Series]:
     return result
 
 
-def _smd_frame(path: Path) -> pd.DataFrame:
+def _smd_frame(path: Path, start: pd.Timestamp) -> pd.DataFrame:
     with gzip.open(path, "rt") as handle:
         values = pd.read_csv(handle, header=None)
     values.columns = [f"m{i:02d}" for i in values.columns]
-    return pd.concat([pd.DataFrame({"timestamp": SMD_START + pd.to_timedelta(np.arange(len(values)), unit="min")}), values], axis=1)
+    return pd.concat([pd.DataFrame({"timestamp": start + pd.to_timedelta(np.arange(len(values)), unit="min")}), values], axis=1)
 
 
 def simulated_series(spec: simulated.SimulatedSpec = simulated.SimulatedSpec()) -> list[Series]:
@@ -192,22 +194,51 @@ class Scored:
     seconds: float
 
 
-def score_series(series: Series, detector: str, params: dict, refractory_rows: int, seed: int = 0) -> Scored:
+def score_series(series: Series, detector: str, params: dict, refractory_rows: int, seed: int = 0,
+                 refit_every: str | None = None) -> Scored:
     started = time.perf_counter()
     if detector == "null":
         levels = np.zeros(len(series.test))
     elif detector == "random":
         levels = np.random.default_rng(seed + sum(map(ord, series.name))).exponential(1 / np.log(10), len(series.test))
+    elif refit_every:
+        levels = walk_forward_levels(series, lambda: make_detector(detector, **params), refit_every)
     else:
         levels = make_detector(detector, **params).fit(series.fit).score(series.test)["score"].to_numpy()
     return Scored(series.name, alert_levels(levels, refractory_rows), time.perf_counter() - started)
 
 
+def walk_forward_levels(series: Series, new_detector: Callable[[], Detector], refit_every: str) -> np.ndarray:
+    """The test rows' levels as a detector retrained on a schedule would give them (e.g. ``1D``: nightly at 00:00 UTC).
+
+    The rows up to the first boundary after the fit rows are scored by a detector fitted on the
+    fit rows; at each later boundary a new detector is fitted on every row before it (fit rows
+    and the test rows since, anomalies included, as a nightly job would see them) and streams
+    the rows up to the next boundary through ``update``, so window detectors keep their context.
+    """
+    test = series.test.reset_index(drop=True)
+    unseen = (test["timestamp"] > series.fit["timestamp"].max()).to_numpy()
+    refits = np.zeros(len(test), dtype=bool)
+    if unseen.any():
+        period = test["timestamp"].dt.floor(refit_every)
+        refits = unseen & (period > period[unseen].min()).to_numpy() & (period != period.shift()).to_numpy()
+    starts = [0, *np.flatnonzero(refits)]
+    levels = np.empty(len(test))
+    for start, end in zip(starts, [*starts[1:], len(test)]):
+        block = test.iloc[start:end]
+        if start == 0:
+            levels[start:end] = new_detector().fit(series.fit).score(block)["score"].to_numpy()
+            continue
+        history = pd.concat([series.fit, test.iloc[:start][unseen[:start]]], ignore_index=True)
+        levels[start:end] = new_detector().fit(history).update(block)["score"].to_numpy()
+    return levels
+
+
 def score_all(data: list[Series], detector: str, params: dict, refractory_rows: int, workers: int,
-              progress: Callable[[str], None] = lambda _: None) -> dict[str, Scored]:
+              progress: Callable[[str], None] = lambda _: None, refit_every: str | None = None) -> dict[str, Scored]:
     results = {}
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(score_series, s, detector, params, refractory_rows): s.name for s in data}
+        futures = {pool.submit(score_series, s, detector, params, refractory_rows, refit_every=refit_every): s.name for s in data}
         for done, future in enumerate(futures, 1):
             results[futures[future]] = future.result()
             progress(f"{detector}: {done}/{len(data)} series scored ({futures[future]})")
@@ -227,6 +258,7 @@ class Evaluation:
     by_category: dict[str, EventMetrics]
     nab_scores: dict[str, float] = field(default_factory=dict)  # per NAB profile
     points_per_second: float = 0.0
+    refit_every: str = ""  # the retraining schedule of a walk-forward run ("": fitted once)
 
     def metrics(self) -> dict[str, float]:
         values = self.events.as_dict()

@@ -1,10 +1,13 @@
 """Event metrics, the alerting rule, threshold protocols, and pattern recognition."""
 
+import gzip
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from perflake.anomaly import evaluate as ev
+from perflake.anomaly.detectors import make_detector
 from perflake.anomaly.patterns import dominant_period, motifs, regimes
 from tests import synthetic as syn
 
@@ -48,6 +51,49 @@ def test_an_unknown_protocol_or_data_set_is_an_error(tmp_path):
         ev.choose_thresholds("smd", {}, {}, "best")
     with pytest.raises(FileNotFoundError, match=r"data set 'smd' not found at .*smd \(set \[ml\] reference_data_dir"):
         ev.load_dataset("smd", tmp_path)
+
+
+def test_smd_test_rows_follow_the_train_rows_in_time(tmp_path):
+    for part, rows in (("train", 5), ("test", 4)):
+        (tmp_path / part).mkdir()
+        with gzip.open(tmp_path / part / "machine-9-9.txt.gz", "wt") as handle:
+            handle.write("\n".join("0.1,0.2" for _ in range(rows)))
+    (tmp_path / "test_label").mkdir()
+    (tmp_path / "test_label" / "machine-9-9.txt").write_text("0\n0\n1\n0\n")
+    [series] = ev.smd_series(tmp_path)
+    assert series.test["timestamp"].iloc[0] == series.fit["timestamp"].iloc[-1] + pd.Timedelta(minutes=1)
+    assert series.segment.tolist() == [-1, -1, 0, -1]
+
+
+def _fitted_on_first_rows(frame: pd.DataFrame) -> ev.Series:
+    fit, test = frame.iloc[: syn.FIT_ROWS], frame.iloc[syn.FIT_ROWS :]
+    return ev.Series("synthetic", fit, test, np.full(len(test), -1), "syn")
+
+
+def test_walk_forward_scores_each_day_with_a_detector_trained_on_the_rows_before_that_day_only():
+    frame = syn.with_anomaly("level_shift")
+    new_ensemble = lambda: make_detector("ensemble")  # noqa: E731
+    levels = ev.walk_forward_levels(_fitted_on_first_rows(frame), new_ensemble, "1D")
+    changed = frame.copy()
+    changed.loc[2000:, "value"] += 100
+    with_changed_future = ev.walk_forward_levels(_fitted_on_first_rows(changed), new_ensemble, "1D")
+    before_change = 2000 - syn.FIT_ROWS
+    np.testing.assert_array_equal(levels[:before_change], with_changed_future[:before_change])  # no look-ahead
+    assert not np.array_equal(levels[before_change:], with_changed_future[before_change:])
+    first_day = syn.PERIOD  # the fit rows end at midnight: the first day is scored by the detector fitted on them
+    fitted_once = new_ensemble().fit(frame.iloc[: syn.FIT_ROWS]).score(frame.iloc[syn.FIT_ROWS :])["score"].to_numpy()
+    np.testing.assert_allclose(levels[:first_day], fitted_once[:first_day])
+
+
+def test_walk_forward_retraining_learns_a_new_normal_that_a_detector_fitted_once_keeps_alerting_on():
+    frame = syn.clean(rows=3000)
+    frame.loc[syn.FIT_ROWS :, "value"] += 25  # a lasting shift, right after the fit rows
+    series = _fitted_on_first_rows(frame)
+    fitted_once = make_detector("seasonal_profile").fit(series.fit).score(series.test)["score"].to_numpy()
+    retrained_daily = ev.walk_forward_levels(series, lambda: make_detector("seasonal_profile"), "1D")
+    last_two_days = slice(-2 * syn.PERIOD, None)
+    assert fitted_once[last_two_days].min() > ev.FIXED_LEVEL  # still far from the profile it learned
+    assert retrained_daily[last_two_days].max() < ev.FIXED_LEVEL  # its profile is now mostly the new normal
 
 
 def test_the_season_is_found():

@@ -12,6 +12,18 @@ def test_bad_arguments_are_refused_with_usage(argv, capsys):
     assert "usage: perflake" in capsys.readouterr().err
 
 
+EVALUATE_RUN = ["evaluate", "run", "--dataset", "nab", "--detector", "ensemble"]
+
+
+@pytest.mark.parametrize(("period", "refusal"), [("nightly", "not a period such as 1D or 6h: 'nightly'"),
+                                                  ("0h", "must be a positive period")])
+def test_a_retraining_schedule_must_be_a_positive_period(period, refusal, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*EVALUATE_RUN, "--refit-every", period])
+    assert refusal in capsys.readouterr().err
+    assert build_parser().parse_args([*EVALUATE_RUN, "--refit-every", "1 day"]).refit_every == "D"
+
+
 def test_config_prints_the_active_profile(tmp_path):
     result = run_perflake(["config"], make_environ(tmp_path, PERFLAKE_PROFILE="hdfs"))
     assert result.returncode == 0, result.stderr
