@@ -570,7 +570,8 @@ def _period(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a period such as 1D or 6h: {text!r}") from None
     if period <= pd.Timedelta(0):
         raise argparse.ArgumentTypeError(f"must be a positive period such as 1D or 6h, got {text!r}")
-    return to_offset(period).freqstr
+    alias = to_offset(period).freqstr  # "D" for a day: written "1D", as it is given
+    return alias if alias[0].isdigit() else f"1{alias}"
 
 
 if __name__ == "__main__":

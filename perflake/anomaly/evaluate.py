@@ -22,6 +22,9 @@ Thresholds never look at the labels they are scored on. Protocols:
 
 ``fixed`` and ``cross_fit`` score the three NAB profiles at the same thresholds (cross_fit tunes
 them on the standard profile).
+
+A detector is fitted once on a series' fit rows, or retrained on a schedule on every row before
+(``walk_forward_levels``), as a deployment with nightly training runs it.
 """
 
 from __future__ import annotations
@@ -209,7 +212,7 @@ def score_series(series: Series, detector: str, params: dict, refractory_rows: i
 
 
 def walk_forward_levels(series: Series, new_detector: Callable[[], Detector], refit_every: str) -> np.ndarray:
-    """The test rows' levels as a detector retrained on a schedule would give them (e.g. ``1D``: nightly at 00:00 UTC).
+    """The test rows' levels as a detector retrained on a schedule would give them (e.g. ``1D``: nightly at 00:00).
 
     The rows up to the first boundary after the fit rows are scored by a detector fitted on the
     fit rows; at each later boundary a new detector is fitted on every row before it (fit rows

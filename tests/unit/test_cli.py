@@ -21,7 +21,7 @@ def test_a_retraining_schedule_must_be_a_positive_period(period, refusal, capsys
     with pytest.raises(SystemExit):
         build_parser().parse_args([*EVALUATE_RUN, "--refit-every", period])
     assert refusal in capsys.readouterr().err
-    assert build_parser().parse_args([*EVALUATE_RUN, "--refit-every", "1 day"]).refit_every == "D"
+    assert build_parser().parse_args([*EVALUATE_RUN, "--refit-every", "1 day"]).refit_every == "1D"
 
 
 def test_config_prints_the_active_profile(tmp_path):
