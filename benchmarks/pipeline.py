@@ -173,6 +173,11 @@ def spark_floor(count: int, repeats: int = 3) -> dict:
     return result
 
 
+def at_share(ordered: list[float], share: float) -> float:
+    """The value ``share`` of the way up a sorted list (0.95: the p95)."""
+    return ordered[int(len(ordered) * share)]
+
+
 def commit_seconds(spark, config, warmup: int = 3, repeats: int = 12) -> dict:
     """The fixed cost of one Delta commit of 100 rows to a table of 100,000 on a warm session, the
     three ways the pipeline's batches write (median of ``repeats``, after ``warmup``): a plain append;
@@ -264,7 +269,7 @@ def query_latency(warmup: int = 100, repeats: int = 200) -> dict:
                 fetched = ask()
                 seconds.append(time.perf_counter() - started)
             seconds.sort()
-            p50_ms, p95_ms = round(seconds[len(seconds) // 2] * 1000), round(seconds[int(len(seconds) * 0.95)] * 1000)
+            p50_ms, p95_ms = round(at_share(seconds, 0.5) * 1000), round(at_share(seconds, 0.95) * 1000)
             print(f"gold query ({way}, {len(fetched)} rows): p50 {p50_ms} ms, p95 {p95_ms} ms", flush=True)
             result.update({f"query_{way}_rows": len(fetched), f"query_{way}_p50_ms": p50_ms, f"query_{way}_p95_ms": p95_ms})
     finally:
@@ -317,7 +322,7 @@ def end_to_end_latency(seconds: int, rate: int, warmup_seconds: int, history_eve
         "latency_cohorts": len(cohorts),
         "latency_cohorts_seen": len(latencies),
         "latency_p50_s": round(statistics.median(latencies), 1) if latencies else None,
-        "latency_p95_s": round(latencies[int(len(latencies) * 0.95)], 1) if latencies else None,
+        "latency_p95_s": round(at_share(latencies, 0.95), 1) if latencies else None,
         "batch_s": batches,
     }
     print(f"event -> gold latency: {result}")

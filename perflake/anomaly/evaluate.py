@@ -24,7 +24,7 @@ Thresholds never look at the labels they are scored on. Protocols:
 them on the standard profile).
 
 A detector is fitted once on a series' fit rows, or retrained on a schedule on every row before
-(``walk_forward_levels``), as a deployment with nightly training runs it.
+(``detector_levels``), as a deployment with nightly training runs it.
 """
 
 from __future__ import annotations
@@ -204,25 +204,24 @@ def score_series(series: Series, detector: str, params: dict, refractory_rows: i
         levels = np.zeros(len(series.test))
     elif detector == "random":
         levels = np.random.default_rng(seed + sum(map(ord, series.name))).exponential(1 / np.log(10), len(series.test))
-    elif refit_every:
-        levels = walk_forward_levels(series, lambda: make_detector(detector, **params), refit_every)
     else:
-        levels = make_detector(detector, **params).fit(series.fit).score(series.test)["score"].to_numpy()
+        levels = detector_levels(series, lambda: make_detector(detector, **params), refit_every)
     return Scored(series.name, alert_levels(levels, refractory_rows), time.perf_counter() - started)
 
 
-def walk_forward_levels(series: Series, new_detector: Callable[[], Detector], refit_every: str) -> np.ndarray:
-    """The test rows' levels as a detector retrained on a schedule would give them (e.g. ``1D``: nightly at 00:00).
+def detector_levels(series: Series, new_detector: Callable[[], Detector], refit_every: str | None = None) -> np.ndarray:
+    """The test rows' levels from a detector fitted once on the fit rows, or retrained on a schedule.
 
-    The rows up to the first boundary after the fit rows are scored by a detector fitted on the
-    fit rows; at each later boundary a new detector is fitted on every row before it (fit rows
-    and the test rows since, anomalies included, as a nightly job would see them) and streams
-    the rows up to the next boundary through ``update``, so window detectors keep their context.
+    With ``refit_every`` (e.g. ``1D``: nightly at 00:00), the rows up to the first boundary after
+    the fit rows are scored by a detector fitted on the fit rows; at each later boundary a new
+    detector is fitted on every row before it (fit rows and the test rows since, anomalies
+    included, as a nightly job would see them) and streams the rows up to the next boundary
+    through ``update``, so window detectors keep their context.
     """
     test = series.test.reset_index(drop=True)
     unseen = (test["timestamp"] > series.fit["timestamp"].max()).to_numpy()
     refits = np.zeros(len(test), dtype=bool)
-    if unseen.any():
+    if refit_every and unseen.any():
         period = test["timestamp"].dt.floor(refit_every)
         refits = unseen & (period > period[unseen].min()).to_numpy() & (period != period.shift()).to_numpy()
     starts = [0, *np.flatnonzero(refits)]

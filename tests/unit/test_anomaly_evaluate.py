@@ -73,10 +73,10 @@ def _fitted_on_first_rows(frame: pd.DataFrame) -> ev.Series:
 def test_walk_forward_scores_each_day_with_a_detector_trained_on_the_rows_before_that_day_only():
     frame = syn.with_anomaly("level_shift")
     new_ensemble = lambda: make_detector("ensemble")  # noqa: E731
-    levels = ev.walk_forward_levels(_fitted_on_first_rows(frame), new_ensemble, "1D")
+    levels = ev.detector_levels(_fitted_on_first_rows(frame), new_ensemble, "1D")
     changed = frame.copy()
     changed.loc[2000:, "value"] += 100
-    with_changed_future = ev.walk_forward_levels(_fitted_on_first_rows(changed), new_ensemble, "1D")
+    with_changed_future = ev.detector_levels(_fitted_on_first_rows(changed), new_ensemble, "1D")
     before_change = 2000 - syn.FIT_ROWS
     np.testing.assert_array_equal(levels[:before_change], with_changed_future[:before_change])  # no look-ahead
     assert not np.array_equal(levels[before_change:], with_changed_future[before_change:])
@@ -90,7 +90,7 @@ def test_walk_forward_retraining_learns_a_new_normal_that_a_detector_fitted_once
     frame.loc[syn.FIT_ROWS :, "value"] += 25  # a lasting shift, right after the fit rows
     series = _fitted_on_first_rows(frame)
     fitted_once = make_detector("seasonal_profile").fit(series.fit).score(series.test)["score"].to_numpy()
-    retrained_daily = ev.walk_forward_levels(series, lambda: make_detector("seasonal_profile"), "1D")
+    retrained_daily = ev.detector_levels(series, lambda: make_detector("seasonal_profile"), "1D")
     last_two_days = slice(-2 * syn.PERIOD, None)
     assert fitted_once[last_two_days].min() > ev.FIXED_LEVEL  # still far from the profile it learned
     assert retrained_daily[last_two_days].max() < ev.FIXED_LEVEL  # its profile is now mostly the new normal
