@@ -46,8 +46,7 @@ def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols
     for detector in [*ev.BASELINES, *detectors]:
         scored = ev.score_all(data, detector, {}, refractory_rows, workers, progress=say, refit_every=refit_every)
         for protocol in protocols:
-            evaluation = ev.evaluate(dataset, data, scored, detector, protocol)
-            evaluation.refit_every = refit_every or ""
+            evaluation = ev.evaluate(dataset, data, scored, detector, protocol, refit_every or "")
             results.append(evaluation)
             say(format_row(evaluation))
             if track:

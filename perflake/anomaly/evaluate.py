@@ -312,7 +312,8 @@ def choose_thresholds(dataset: str, data: dict[str, Series], scored: dict[str, S
     raise ValueError(f"unknown threshold protocol {protocol!r}: fixed, cross_fit or nab")
 
 
-def evaluate(dataset: str, data: list[Series], scored: dict[str, Scored], detector: str, protocol: str) -> Evaluation:
+def evaluate(dataset: str, data: list[Series], scored: dict[str, Scored], detector: str, protocol: str,
+             refit_every: str = "") -> Evaluation:
     by_name = {s.name: s for s in data}
     thresholds = choose_thresholds(dataset, by_name, scored, protocol)
     by_category: dict[str, EventMetrics] = {}
@@ -322,7 +323,7 @@ def evaluate(dataset: str, data: list[Series], scored: dict[str, Scored], detect
     total = sum(by_category.values(), EventMetrics(0, 0, 0, 0))
     rows = sum(len(s.test) for s in data)
     seconds = sum(x.seconds for x in scored.values())
-    result = Evaluation(dataset, detector, protocol, thresholds, total, by_category,
+    result = Evaluation(dataset, detector, protocol, thresholds, total, by_category, refit_every=refit_every,
                         points_per_second=rows / seconds if seconds and detector not in BASELINES else 0.0)
     if dataset == "nab":
         result.nab_scores = nab_scores(data, scored, thresholds, per_profile_optimum=protocol == "nab")

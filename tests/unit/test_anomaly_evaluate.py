@@ -1,6 +1,7 @@
 """Event metrics, the alerting rule, threshold protocols, and pattern recognition."""
 
 import gzip
+import json
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,19 @@ def test_cross_fit_tunes_each_fold_on_the_other_only():
     assert thresholds["s0"] == thresholds["s2"] and thresholds["s1"] == thresholds["s3"]
     assert 5.0 < thresholds["s0"] <= 7.0  # tuned on fold 1: fold 0's own labels (best in (2, 3]) were not used
     assert 2.0 < thresholds["s1"] <= 3.0
+
+
+def test_a_walk_forward_result_names_its_retraining_schedule_and_a_fitted_once_result_does_not():
+    from perflake.anomaly.commands import format_row, summary_json
+
+    series = [ev.Series("s", pd.DataFrame(), pd.DataFrame(), np.array([-1, 0, -1]), "c")]
+    scored = {"s": ev.Scored("s", np.array([0.0, 5.0, 0.0]), 1.0)}
+    retrained = ev.evaluate("smd", series, scored, "median_mad", "fixed", refit_every="1D")
+    fitted_once = ev.evaluate("smd", series, scored, "median_mad", "fixed")
+    rows = json.loads(summary_json([retrained, fitted_once]))
+    assert rows[0]["refit_every"] == "1D" and "refit_every" not in rows[1]
+    assert "fixed, refit 1D" in format_row(retrained) and "refit" not in format_row(fitted_once)
+    assert rows[0]["event_recall"] == rows[1]["event_recall"] == 1.0
 
 
 def test_an_unknown_protocol_or_data_set_is_an_error(tmp_path):
