@@ -545,8 +545,9 @@ class FeatureModelDetector(Detector):
         contributor = np.asarray(self.columns, dtype=object)[top]
         metric = np.array([name.split("__", 1)[0] for name in contributor], dtype=object)
         low, high = _typical_ranges(frame, metric)
-        return pd.DataFrame({"raw": self._model_raw(matrix), "expected_low": low, "expected_high": high, "contributor": contributor},
-                            index=frame.index)
+        nothing_measured = frame[metric_columns(frame)].isna().all(axis=1).to_numpy()  # a gap is not scored
+        raw = np.where(nothing_measured, np.nan, self._model_raw(matrix))
+        return pd.DataFrame({"raw": raw, "expected_low": low, "expected_high": high, "contributor": contributor}, index=frame.index)
 
 
 def _typical_ranges(frame: pd.DataFrame, metric_per_row: np.ndarray, window: int = 60) -> tuple[np.ndarray, np.ndarray]:

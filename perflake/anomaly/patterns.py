@@ -74,12 +74,20 @@ def regimes(frame: pd.DataFrame, metric: str, window: int, n_regimes: int = 3, s
 
 
 def subsequences(values: np.ndarray, length: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Z-normalized windows of ``length`` rows (the shape, not the level), and the index of each window's last row."""
-    x = pd.Series(values, dtype=float).ffill().bfill().to_numpy()
+    """Z-normalized windows of ``length`` rows (the shape, not the level), and the index of each window's last row.
+
+    Windows with a missing value are left out: a gap in the data is not a shape (filled, it
+    would look like a new flat one, or recur as a motif).
+    """
+    x = np.asarray(values, dtype=float)
     if len(x) < length:
         return np.empty((0, length)), np.empty(0, dtype=int)
     windows = np.lib.stride_tricks.sliding_window_view(x, length)[::stride]
     ends = np.arange(length - 1, len(x))[::stride]
+    complete = np.isfinite(windows).all(axis=1)
+    if not complete.any():
+        return np.empty((0, length)), np.empty(0, dtype=int)
+    windows, ends = windows[complete], ends[complete]
     centred = windows - windows.mean(axis=1, keepdims=True)
     return centred / (windows.std(axis=1, keepdims=True) + 1e-6 * (np.abs(windows).mean() + 1)), ends
 
@@ -130,12 +138,12 @@ class ShapeLibrary:
         stride = max(1, (len(values) - self.length + 1) // self.max_shapes)
         shapes, _ = subsequences(values, self.length, stride)
         if len(shapes) == 0:
-            raise ValueError(f"{len(values)} rows: too few to learn shapes of {self.length} rows")
+            raise ValueError(f"{len(values)} rows: no window of {self.length} rows without a missing value to learn shapes from")
         self.index = NearestNeighbors(n_neighbors=1).fit(shapes)
         return self
 
     def novelty(self, values: np.ndarray) -> np.ndarray:
-        """Per row: distance of the window ending there to the nearest known shape (NaN before a full window)."""
+        """Per row: distance of the window ending there to the nearest known shape (NaN before a full window or with a gap in it)."""
         shapes, ends = subsequences(values, self.length)
         result = np.full(len(values), np.nan)
         if len(shapes):

@@ -36,6 +36,17 @@ def test_the_anomaly_scores_above_every_normal_row(name, kind):
     assert during > normal, f"{kind}: peak {during:.2f} during the anomaly, {normal:.2f} on normal rows"
 
 
+@pytest.mark.parametrize("name", DETECTORS)
+def test_a_gap_in_the_data_is_neither_scored_nor_alerted_on_and_the_spike_after_it_is(name):
+    frame = syn.with_anomaly("spike")
+    gap = slice(syn.START - 150, syn.START - 50)  # longer than any detector's window: an agent that was down
+    frame.loc[frame.index[gap], "value"] = np.nan
+    level = scores(name, frame)["score"].to_numpy()
+    assert (level[gap] == 0).all(), f"highest level in the gap {level[gap].max():.2f}"
+    after_gap = level[gap.stop : syn.START]
+    assert level[syn.START] > after_gap.max(), f"spike {level[syn.START]:.2f}, after the gap up to {after_gap.max():.2f}"
+
+
 @pytest.mark.parametrize("name", ["median_mad", "ensemble", "cusum"])
 def test_a_spike_raises_an_alert_at_the_fixed_level(name):
     levels = alert_levels(scores(name, syn.with_anomaly("spike"))["score"].to_numpy(), DEFAULT_REFRACTORY_ROWS)

@@ -133,3 +133,8 @@ def test_a_recurring_shape_is_found_as_a_motif():
     best = motifs(values, 40, top=1)[0]
     first, second = sorted([best.end, best.twin_end])
     assert second - first == 500 and 230 <= first <= 245  # the two occurrences, give or take the noise
+
+    values[400:460] = values[850:910] = np.nan  # two gaps in the data: alike, but not a shape
+    best = motifs(values, 40, top=1)[0]
+    first, second = sorted([best.end, best.twin_end])
+    assert second - first == 500 and 230 <= first <= 245
