@@ -110,6 +110,9 @@ class Detector(ABC):
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         self._check_fitted("scoring")
         _check_frame(frame)
+        fitted_on, given = metric_columns(self._tail), metric_columns(frame)
+        if set(given) != set(fitted_on):
+            raise ValueError(f"{self.name} was fitted on the metrics {fitted_on}; these rows have {given}")
         return self._levelled(self._raw(frame))
 
     def _check_fitted(self, doing: str) -> None:
@@ -152,8 +155,18 @@ class Detector(ABC):
 
 
 def _check_frame(frame: pd.DataFrame) -> None:
+    """Refuses what the detectors would misread: no metric, timestamps that are not datetimes, text metrics.
+
+    Rows are read in the order given, as a stream delivers them (real series have the odd clock
+    step back: NAB's machine_temperature file has one); the timestamps place them in the calendar.
+    """
     if "timestamp" not in frame.columns or len(frame.columns) < 2:
         raise ValueError(f"a detector reads a 'timestamp' column and at least one metric column; got {list(frame.columns)}")
+    if not pd.api.types.is_datetime64_any_dtype(frame["timestamp"]):
+        raise ValueError(f"the 'timestamp' column holds {frame['timestamp'].dtype}, not datetimes (pandas.to_datetime reads them)")
+    not_numeric = [column for column in metric_columns(frame) if not pd.api.types.is_numeric_dtype(frame[column])]
+    if not_numeric:
+        raise ValueError(f"metric columns must be numeric; not numeric: {not_numeric}")
 
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:

@@ -17,6 +17,7 @@ import pandas as pd
 from perflake.anomaly.features import EPSILON
 
 MIN_AUTOCORRELATION = 0.3
+FILLED_GAP_ROWS = 3
 REGIME_NAMES = {2: ("quiet", "busy"), 3: ("quiet", "normal", "peak"), 4: ("quiet", "normal", "busy", "peak")}
 
 
@@ -76,10 +77,11 @@ def regimes(frame: pd.DataFrame, metric: str, window: int, n_regimes: int = 3, s
 def subsequences(values: np.ndarray, length: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Z-normalized windows of ``length`` rows (the shape, not the level), and the index of each window's last row.
 
-    Windows with a missing value are left out: a gap in the data is not a shape (filled, it
-    would look like a new flat one, or recur as a motif).
+    A gap of up to ``FILLED_GAP_ROWS`` missing values (a lost sample or two) is interpolated;
+    windows with a longer gap are left out: an outage is not a shape (filled, it would look like
+    a new flat one, or recur as a motif).
     """
-    x = np.asarray(values, dtype=float)
+    x = _short_gaps_filled(np.asarray(values, dtype=float))
     if len(x) < length:
         return np.empty((0, length)), np.empty(0, dtype=int)
     windows = np.lib.stride_tricks.sliding_window_view(x, length)[::stride]
@@ -90,6 +92,15 @@ def subsequences(values: np.ndarray, length: int, stride: int = 1) -> tuple[np.n
     windows, ends = windows[complete], ends[complete]
     centred = windows - windows.mean(axis=1, keepdims=True)
     return centred / (windows.std(axis=1, keepdims=True) + 1e-6 * (np.abs(windows).mean() + 1)), ends
+
+
+def _short_gaps_filled(x: np.ndarray) -> np.ndarray:
+    missing = pd.Series(~np.isfinite(x))
+    gap_rows = missing.groupby((missing != missing.shift()).cumsum()).transform("size")
+    short = (missing & (gap_rows <= FILLED_GAP_ROWS)).to_numpy()
+    if not short.any():
+        return x
+    return np.where(short, pd.Series(x).interpolate(limit_direction="both").to_numpy(), x)
 
 
 @dataclass(frozen=True)
@@ -137,8 +148,11 @@ class ShapeLibrary:
 
         stride = max(1, (len(values) - self.length + 1) // self.max_shapes)
         shapes, _ = subsequences(values, self.length, stride)
+        if len(values) < self.length:
+            raise ValueError(f"{len(values)} rows: too few to learn shapes of {self.length} rows")
         if len(shapes) == 0:
-            raise ValueError(f"{len(values)} rows: no window of {self.length} rows without a missing value to learn shapes from")
+            raise ValueError(f"no window of {self.length} rows without a gap of over {FILLED_GAP_ROWS} missing values "
+                             f"in {len(values)} rows: no shape to learn")
         self.index = NearestNeighbors(n_neighbors=1).fit(shapes)
         return self
 

@@ -122,6 +122,24 @@ def test_misuse_is_a_clear_error():
         make_detector("ewma_control").fit(syn.clean()[["value"]])
     with pytest.raises(ValueError, match="0 scored rows of history: a detector needs at least 10"):
         make_detector("median_mad").fit(syn.clean().iloc[:5])
+    frame = syn.clean()
+    with pytest.raises(ValueError, match=r"metric columns must be numeric; not numeric: \['host'\]"):
+        make_detector("ewma_control").fit(frame.assign(host="db-1"))
+    with pytest.raises(ValueError, match="the 'timestamp' column holds object, not datetimes"):
+        make_detector("ewma_control").fit(frame.assign(timestamp=frame["timestamp"].astype(str)))
+    fitted = make_detector("seasonal_profile").fit(frame.iloc[: syn.FIT_ROWS])
+    with pytest.raises(ValueError, match=r"fitted on the metrics \['value'\]; these rows have \['latency'\]"):
+        fitted.score(frame.rename(columns={"value": "latency"}))
+
+
+def test_a_lost_sample_or_two_is_interpolated_for_shapes_and_a_longer_gap_left_out():
+    frame = syn.with_anomaly("spike")
+    lost = frame["value"].where(np.arange(len(frame)) % 20 != 7)  # one sample in 20 lost, all along: no window is whole
+    frame = frame.assign(value=lost)
+    level = make_detector("motif_novelty").fit(frame.iloc[: syn.FIT_ROWS]).score(frame)["score"].to_numpy()
+    assert level[syn.START : syn.START + syn.LENGTH].max() > level[syn.FIT_ROWS : syn.START].max()
+    with pytest.raises(ValueError, match="no window of 32 rows without a gap of over 3 missing values"):
+        make_detector("motif_novelty").fit(frame.iloc[: syn.FIT_ROWS].assign(value=lost.where(np.arange(len(frame)) % 20 > 3)))
 
 
 def test_a_level_shift_that_stays_alerts_once_then_becomes_the_new_normal():
