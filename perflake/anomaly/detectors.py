@@ -162,8 +162,9 @@ def _check_frame(frame: pd.DataFrame) -> None:
     """
     if "timestamp" not in frame.columns or len(frame.columns) < 2:
         raise ValueError(f"a detector reads a 'timestamp' column and at least one metric column; got {list(frame.columns)}")
-    if not pd.api.types.is_datetime64_any_dtype(frame["timestamp"]):
-        raise ValueError(f"the 'timestamp' column holds {frame['timestamp'].dtype}, not datetimes (pandas.to_datetime reads them)")
+    timestamps = frame["timestamp"]
+    if not pd.api.types.is_datetime64_any_dtype(timestamps):
+        raise ValueError(f"the 'timestamp' column holds {timestamps.dtype}, not datetimes (pandas.to_datetime reads them)")
     not_numeric = [column for column in metric_columns(frame) if not pd.api.types.is_numeric_dtype(frame[column])]
     if not_numeric:
         raise ValueError(f"metric columns must be numeric; not numeric: {not_numeric}")
@@ -560,7 +561,8 @@ class FeatureModelDetector(Detector):
         low, high = _typical_ranges(frame, metric)
         nothing_measured = frame[metric_columns(frame)].isna().all(axis=1).to_numpy()  # a gap is not scored
         raw = np.where(nothing_measured, np.nan, self._model_raw(matrix))
-        return pd.DataFrame({"raw": raw, "expected_low": low, "expected_high": high, "contributor": contributor}, index=frame.index)
+        return pd.DataFrame({"raw": raw, "expected_low": low, "expected_high": high, "contributor": contributor},
+                            index=frame.index)
 
 
 def _typical_ranges(frame: pd.DataFrame, metric_per_row: np.ndarray, window: int = 60) -> tuple[np.ndarray, np.ndarray]:

@@ -157,7 +157,7 @@ class ShapeLibrary:
         return self
 
     def novelty(self, values: np.ndarray) -> np.ndarray:
-        """Per row: distance of the window ending there to the nearest known shape (NaN before a full window or with a gap in it)."""
+        """Per row: distance of the window ending there to the nearest known shape (NaN before a full window, or over a gap)."""
         shapes, ends = subsequences(values, self.length)
         result = np.full(len(values), np.nan)
         if len(shapes):

@@ -38,7 +38,8 @@ def mlflow_server(tmp_path):
     server_dir = tmp_path / "team-server"
     server_dir.mkdir()
     command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{server_dir}/mlflow.db",
-               "--artifacts-destination", str(server_dir / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+               "--artifacts-destination", str(server_dir / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1"]
     url = f"http://127.0.0.1:{port}"
     with open(server_dir / "server.log", "w") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
