@@ -39,7 +39,7 @@ def test_the_anomaly_scores_above_every_normal_row(name, kind):
 @pytest.mark.parametrize("name", DETECTORS)
 def test_a_gap_in_the_data_is_neither_scored_nor_alerted_on_and_the_spike_after_it_is(name):
     frame = syn.with_anomaly("spike")
-    gap = slice(syn.START - 150, syn.START - 50)  # longer than any detector's window: an agent that was down
+    gap = slice(syn.START - 150, syn.START - 50)  # an agent down for 100 rows, ending 50 rows before the spike
     frame.loc[frame.index[gap], "value"] = np.nan
     level = scores(name, frame)["score"].to_numpy()
     assert (level[gap] == 0).all(), f"highest level in the gap {level[gap].max():.2f}"
