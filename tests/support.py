@@ -82,3 +82,21 @@ def run_once(spark, config: Config, contracts=None) -> None:
     for layer in runner.LAYERS:
         for query in STARTERS[layer](spark, config, contracts, available_now=True):
             query.awaitTermination()
+
+
+def log_spike_evaluation(config: Config, detector: str) -> str:
+    """One tracked evaluation of ``detector`` on the synthetic spike series (fixed level, with its plot); the run's id."""
+    import numpy as np
+
+    from perflake.anomaly import evaluate as ev
+    from perflake.anomaly import tracking
+    from tests import synthetic as syn
+
+    frame = syn.with_anomaly("spike")
+    rows = np.arange(len(frame))
+    segment = np.where((rows >= syn.START) & (rows < syn.START + syn.LENGTH), 0, -1)
+    series = ev.Series("synthetic/spike", frame.iloc[: syn.FIT_ROWS], frame, segment, "synthetic")
+    scored = ev.score_series(series, detector, {}, ev.DEFAULT_REFRACTORY_ROWS)
+    evaluation = ev.evaluate("synthetic", [series], {series.name: scored}, detector, "fixed")
+    figure = tracking.detection_figure(series, scored.levels, ev.FIXED_LEVEL)
+    return tracking.log_evaluation(config, evaluation, {"refractory_rows": ev.DEFAULT_REFRACTORY_ROWS}, {"spike.png": figure})

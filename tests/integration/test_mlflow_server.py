@@ -13,12 +13,11 @@ import mlflow
 import numpy as np
 import pytest
 
-from perflake.anomaly import evaluate as ev
 from perflake.anomaly import tracking
 from perflake.anomaly.detectors import make_detector
 from perflake.services.process import wait_for
 from tests import synthetic as syn
-from tests.support import make_config
+from tests.support import log_spike_evaluation, make_config
 
 
 def _healthy(url: str) -> bool:
@@ -62,13 +61,7 @@ def test_a_teams_server_tracks_evaluations_and_serves_detectors_by_alias(mlflow_
     np.testing.assert_allclose(loaded.score(frame)["score"], detector.score(frame)["score"])
     assert str(mlflow.MlflowClient(url).get_model_version_by_alias(name, "champion").version) == version
 
-    segment = np.where((np.arange(len(frame)) >= syn.START) & (np.arange(len(frame)) < syn.START + syn.LENGTH), 0, -1)
-    data = [ev.Series("synthetic/spike", frame.iloc[: syn.FIT_ROWS], frame, segment, "synthetic")]
-    scored = {"synthetic/spike": ev.score_series(data[0], "median_mad", {}, ev.DEFAULT_REFRACTORY_ROWS)}
-    evaluation = ev.evaluate("synthetic", data, scored, "median_mad", "fixed")
-    figure = tracking.detection_figure(data[0], scored["synthetic/spike"].levels, ev.FIXED_LEVEL)
-    run_id = tracking.log_evaluation(config, evaluation, {"refractory_rows": ev.DEFAULT_REFRACTORY_ROWS}, {"spike.png": figure})
-    run = mlflow.MlflowClient(url).get_run(run_id)
+    run = mlflow.MlflowClient(url).get_run(log_spike_evaluation(config, "median_mad"))
     assert run.data.metrics["event_recall"] == 1.0
 
     # the model and the plot went to the server's artifact store; the client's machine keeps nothing

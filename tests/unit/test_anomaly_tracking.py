@@ -3,11 +3,10 @@
 import mlflow
 import numpy as np
 
-from perflake.anomaly import evaluate as ev
 from perflake.anomaly import tracking
 from perflake.anomaly.detectors import make_detector
 from tests import synthetic as syn
-from tests.support import make_config
+from tests.support import log_spike_evaluation, make_config
 
 
 def test_a_registered_detector_loads_by_alias_and_scores_the_same(tmp_path):
@@ -30,13 +29,7 @@ def test_a_registered_detector_loads_by_alias_and_scores_the_same(tmp_path):
 
 def test_an_evaluation_run_logs_metrics_and_plots(tmp_path):
     config = make_config("local", tmp_path)
-    frame = syn.with_anomaly("spike")  # a level shift stays unusual to a profile fitted before it: alerts after the label
-    segment = np.where((np.arange(len(frame)) >= syn.START) & (np.arange(len(frame)) < syn.START + syn.LENGTH), 0, -1)
-    data = [ev.Series("synthetic/spike", frame.iloc[: syn.FIT_ROWS], frame, segment, "synthetic")]
-    scored = {"synthetic/spike": ev.score_series(data[0], "ensemble", {}, ev.DEFAULT_REFRACTORY_ROWS)}
-    evaluation = ev.evaluate("synthetic", data, scored, "ensemble", "fixed")
-    figure = tracking.detection_figure(data[0], scored["synthetic/spike"].levels, ev.FIXED_LEVEL)
-    run_id = tracking.log_evaluation(config, evaluation, {"refractory_rows": ev.DEFAULT_REFRACTORY_ROWS}, {"spike.png": figure})
+    run_id = log_spike_evaluation(config, "ensemble")
     run = mlflow.get_run(run_id)
     assert run.data.metrics["event_recall"] == 1.0 and run.data.metrics["alert_precision"] == 1.0
     assert run.data.params["protocol"] == "fixed" and run.data.tags["kind"] == "evaluation"
