@@ -96,10 +96,10 @@ def subsequences(values: np.ndarray, length: int, stride: int = 1) -> tuple[np.n
 
 def _short_gaps_filled(x: np.ndarray) -> np.ndarray:
     missing = pd.Series(~np.isfinite(x))
+    if not missing.any():  # the usual case, on every streamed window: nothing to find
+        return x
     gap_rows = missing.groupby((missing != missing.shift()).cumsum()).transform("size")
     short = (missing & (gap_rows <= FILLED_GAP_ROWS)).to_numpy()
-    if not short.any():
-        return x
     return np.where(short, pd.Series(x).interpolate(limit_direction="both").to_numpy(), x)
 
 
