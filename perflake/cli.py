@@ -131,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default %(default)s)")
     run_eval.add_argument("--refractory-rows", type=int, default=400, help="an alert must beat the levels of this many rows before it (default %(default)s)")
     run_eval.add_argument("--refit-every", type=_period, metavar="PERIOD",
-                          help="retrain each detector on this schedule (e.g. 1D: nightly) on every row before, as deployed "
-                          "(default: fitted once)")
+                          help="retrain each detector on this schedule (e.g. 1D: nightly) on every row before, as deployed; "
+                          "one that learns as it streams keeps learning (default: fitted once)")
     run_eval.add_argument("--workers", type=_positive_int, default=2, help="processes scoring series in parallel (default %(default)s)")
     run_eval.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     run_eval.add_argument("--json", type=Path, help="also write the results as JSON here")

@@ -35,7 +35,7 @@ def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols
     """Each detector and the baselines on one data set, under each protocol; logged to MLflow when ``track``.
 
     ``refit_every`` (a period such as ``1D``): each detector is retrained on that schedule on every
-    row before (``ev.detector_levels``), as a deployment with nightly training would run it.
+    row before (``ev.detector_levels``, ``Detector.refit``), as a deployment with nightly training would run it.
     """
     from perflake.anomaly import tracking
 

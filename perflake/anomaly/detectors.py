@@ -18,6 +18,10 @@ windowed, then score exactly as one pass over the whole series; the recursive on
 Holt-Winters, CUSUM) rebuild their state from those rows, at least five spans, beyond which older
 rows weigh under 1 %; a seasonal profile (``seasonal_z``) sees only the retained rows.
 ``sequence_surprise`` keeps learning: its ``update`` advances the fitted model.
+
+``refit`` is the scheduled retraining (nightly): a model of the fit history is learned again on
+every row so far, while ``sequence_surprise``, alone or in the ensemble, keeps its streamed model
+(and the ensemble the calibration of its combined level).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import copy
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -104,8 +109,19 @@ class Detector(ABC):
         _check_frame(history)
         unseen_from = self._fit(history) or 0
         self.calibration = self._calibrate(history, unseen_from)
-        self._tail = history.tail(self.context_rows).reset_index(drop=True)
+        self._keep_context(history)
         return self
+
+    def refit(self, history: pd.DataFrame) -> Detector:
+        """Retrain on ``history`` (every row so far) as a scheduled job does, before streaming on with ``update``.
+
+        A model of the fit history is learned again from scratch; a detector that learns as it
+        streams keeps what it learned instead (``sequence_surprise``).
+        """
+        return self.fit(history)
+
+    def _keep_context(self, rows: pd.DataFrame) -> None:
+        self._tail = rows.tail(self.context_rows).reset_index(drop=True)
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         self._check_fitted("scoring")
@@ -131,7 +147,7 @@ class Detector(ABC):
         self._check_fitted("updating it")
         joined = pd.concat([self._tail, new_rows], ignore_index=True)
         scored = self.score(joined).iloc[len(self._tail) :]
-        self._tail = joined.tail(self.context_rows).reset_index(drop=True)
+        self._keep_context(joined)
         return scored.set_index(new_rows.index)
 
     def explain(self, scored: pd.DataFrame, row: int) -> str:
@@ -503,6 +519,19 @@ class SequenceSurpriseDetector(UnivariateDetector):
         model = self.models[metric] if self._advance_fitted else copy.deepcopy(self.models[metric])
         return model.run(values, learn=(timestamps > self.learned_until).to_numpy())
 
+    def refit(self, history):
+        """Keeps the model it learned while streaming and learns the rows of ``history`` it has not seen.
+
+        It needs no retraining: a model learned from scratch on the same rows would differ only in
+        its levels' range, now stretched by every anomaly in them.
+        """
+        if self.calibration is None:
+            return self.fit(history)
+        unseen = history[history["timestamp"] > self.learned_until]
+        if len(unseen):
+            self.update(unseen)
+        return self
+
     def update(self, new_rows):
         self._check_fitted("updating it")
         self._advance_fitted = True
@@ -673,8 +702,24 @@ class EnsembleDetector(Detector):
         self.context_rows = max(member.context_rows for member in self.members)
 
     def _fit(self, history):
+        self._learn_members(lambda member: member.fit(history))
+
+    def refit(self, history):
+        """Each member retrains as it does alone (a learning member keeps learning); the combined level keeps its calibration.
+
+        The members' levels are each calibrated already, so their mean keeps its scale. Calibrating
+        it again would score the whole history in-sample every night, the anomalies it holds
+        included: NAB 49.1 against 55.9 under cross_fit, at half the speed (docs/anomaly-detection.md).
+        """
+        if self.calibration is None:
+            return self.fit(history)
+        self._learn_members(lambda member: member.refit(history))
+        self._keep_context(history)
+        return self
+
+    def _learn_members(self, learn: Callable[[Detector], Detector]) -> None:
         for member in self.members:
-            member.fit(history)
+            learn(member)
         self.context_rows = max(member.context_rows for member in self.members)
 
     def _raw(self, frame):

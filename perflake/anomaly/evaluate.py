@@ -213,10 +213,11 @@ def detector_levels(series: Series, new_detector: Callable[[], Detector], refit_
     """The test rows' levels from a detector fitted once on the fit rows, or retrained on a schedule.
 
     With ``refit_every`` (e.g. ``1D``: nightly at 00:00), the rows up to the first boundary after
-    the fit rows are scored by a detector fitted on the fit rows; at each later boundary a new
-    detector is fitted on every row before it (fit rows and the test rows since, anomalies
-    included, as a nightly job would see them) and streams the rows up to the next boundary
-    through ``update``, so window detectors keep their context.
+    the fit rows are scored by a detector fitted on the fit rows; at each later boundary it is
+    retrained (``Detector.refit``) on every row before it (fit rows and the test rows since,
+    anomalies included, as a nightly job would see them) and streams the rows up to the next
+    boundary through ``update``, so window detectors keep their context and a detector that
+    learns as it streams keeps learning.
     """
     test = series.test.reset_index(drop=True)
     unseen = (test["timestamp"] > series.fit["timestamp"].max()).to_numpy()
@@ -226,13 +227,14 @@ def detector_levels(series: Series, new_detector: Callable[[], Detector], refit_
         refits = unseen & (period > period[unseen].min()).to_numpy() & (period != period.shift()).to_numpy()
     starts = [0, *np.flatnonzero(refits)]
     levels = np.empty(len(test))
+    detector = new_detector().fit(series.fit)
     for start, end in zip(starts, [*starts[1:], len(test)]):
         block = test.iloc[start:end]
         if start == 0:
-            levels[start:end] = new_detector().fit(series.fit).score(block)["score"].to_numpy()
+            levels[start:end] = detector.score(block)["score"].to_numpy()
             continue
         history = pd.concat([series.fit, test.iloc[:start][unseen[:start]]], ignore_index=True)
-        levels[start:end] = new_detector().fit(history).update(block)["score"].to_numpy()
+        levels[start:end] = detector.refit(history).update(block)["score"].to_numpy()
     return levels
 
 

@@ -153,6 +153,22 @@ def test_a_level_shift_that_stays_alerts_once_then_becomes_the_new_normal():
     assert settled.max() < 2.0, settled.max()
 
 
+def test_a_refit_ensemble_retrains_its_calendar_member_keeps_its_sequence_member_learning_and_its_scale():
+    frame = syn.with_anomaly("level_shift")
+    history, streamed = frame.iloc[: syn.FIT_ROWS], frame.iloc[syn.FIT_ROWS : syn.START + syn.PERIOD]  # a day into the shift
+    after = frame.iloc[syn.START + syn.PERIOD :]
+    ensemble = make_detector("ensemble").fit(history)
+    ensemble.update(streamed)
+    scale = ensemble.calibration
+    profile, sequence = ensemble.refit(pd.concat([history, streamed])).members
+    assert ensemble.calibration is scale
+    sequence_alone = make_detector("sequence_surprise").fit(history)
+    sequence_alone.update(streamed)
+    profile_retrained = make_detector("seasonal_profile").fit(pd.concat([history, streamed]))
+    pd.testing.assert_frame_equal(sequence.update(after), sequence_alone.update(after))
+    pd.testing.assert_frame_equal(profile.update(after), profile_retrained.update(after))
+
+
 def test_the_sequence_model_learns_only_what_it_streams():
     frame = syn.with_anomaly("spike")
     detector = make_detector("sequence_surprise").fit(frame.iloc[: syn.FIT_ROWS])

@@ -110,6 +110,13 @@ def test_walk_forward_retraining_learns_a_new_normal_that_a_detector_fitted_once
     assert retrained_daily[last_two_days].max() < ev.FIXED_LEVEL  # its profile is now mostly the new normal
 
 
+def test_walk_forward_retraining_leaves_a_detector_that_learns_as_it_streams_learning():
+    series = _fitted_on_first_rows(syn.with_anomaly("level_shift"))
+    new_sequence_model = lambda: make_detector("sequence_surprise")  # noqa: E731
+    streamed_on = new_sequence_model().fit(series.fit).score(series.test)["score"].to_numpy()
+    np.testing.assert_array_equal(ev.detector_levels(series, new_sequence_model, "1D"), streamed_on)
+
+
 def test_the_season_is_found():
     assert dominant_period(syn.clean()["value"].to_numpy()) == syn.PERIOD
     assert dominant_period(np.random.default_rng(0).normal(size=2000)) is None
