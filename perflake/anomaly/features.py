@@ -74,12 +74,23 @@ def robust_z(values: pd.Series, window: int) -> pd.Series:
 
 
 def seasonal_z(values: pd.Series, slots: pd.Series) -> pd.Series:
-    """x against the mean and spread of earlier rows in the same seasonal slot."""
-    grouped = values.groupby(slots.to_numpy())
+    """x against the mean and spread (standard deviation) of the earlier measured rows in the same seasonal slot.
+
+    Running sums per slot, not a Python call per slot: streaming scorers compute it for every row.
+    The values are taken from their slot's first measured value (an earlier row), so the sums of
+    squares keep their precision on large values.
+    """
+    groups = slots.to_numpy()
+    deviation = values - values.groupby(groups).transform("first")
+
+    def over_earlier_rows(column: pd.Series) -> pd.Series:
+        return column.groupby(groups).cumsum() - column
+
+    count = over_earlier_rows(values.notna().astype(float))
+    mean = over_earlier_rows(deviation.fillna(0.0)) / count
+    variance = (over_earlier_rows(deviation.fillna(0.0) ** 2) - count * mean**2) / (count - 1)
     # three earlier rows of the slot at least: the spread of one or two is no spread
-    mean = grouped.transform(lambda s: s.expanding(min_periods=3).mean().shift(1))
-    std = grouped.transform(lambda s: s.expanding(min_periods=3).std().shift(1))
-    return (values - mean) / (std + EPSILON)
+    return ((deviation - mean) / (np.sqrt(variance.clip(lower=0.0)) + EPSILON)).where(count >= 3)
 
 
 def _metric_feature(values: pd.Series, feature: Feature, slots: pd.Series) -> pd.Series:

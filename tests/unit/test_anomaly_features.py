@@ -1,10 +1,12 @@
 """The feature framework: point in time (no look-ahead), the same numbers on pandas and Spark."""
 
+import statistics
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from perflake.anomaly.features import DETECTOR_FEATURES, Feature, FeatureSet, compute_features, spark_features
+from perflake.anomaly.features import DETECTOR_FEATURES, Feature, FeatureSet, compute_features, seasonal_z, spark_features
 from tests import synthetic as syn
 
 EVERY_KIND = FeatureSet(
@@ -34,6 +36,16 @@ def test_rolling_statistics_describe_the_rows_before():
     features = compute_features(frame, FeatureSet("t", 1, (Feature("rolling_mean", 4), Feature("lag", 1), Feature("diff", 2))))
     assert features["v__rolling_mean_4"].iloc[5] == 3.5  # 2, 3, 4, 5: not the 100 itself
     assert features["v__lag_1"].iloc[5] == 5 and features["v__diff_2"].iloc[5] == 96
+
+
+def test_the_seasonal_z_reads_the_earlier_measured_rows_of_its_slot_and_keeps_its_precision_on_large_values():
+    offset = 1e9  # a byte counter: its squares are beyond a double's integers
+    values = pd.Series([1.0, 10, 2, 20, np.nan, 30, 4, 40, 100, 50]) + offset
+    z = seasonal_z(values, pd.Series([0, 1] * 5))
+    assert z.iloc[:7].isna().all()  # fewer than three earlier measured rows in the slot, or no value
+    assert z.iloc[7] == pytest.approx((40 - 20) / 10, rel=1e-9)  # slot 1 before it: 10, 20, 30
+    assert z.iloc[8] == pytest.approx((100 - 7 / 3) / statistics.stdev([1, 2, 4]), rel=1e-9)  # the missing value left out
+    assert z.iloc[9] == pytest.approx((50 - 25) / statistics.stdev([10, 20, 30, 40]), rel=1e-9)
 
 
 def test_calendar_features_know_the_trading_session():
