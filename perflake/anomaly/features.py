@@ -77,8 +77,8 @@ def seasonal_z(values: pd.Series, slots: pd.Series) -> pd.Series:
     """x against the mean and spread (standard deviation) of the earlier measured rows in the same seasonal slot.
 
     Running sums per slot, not a Python call per slot: streaming scorers compute it for every row.
-    The values are taken from their slot's first measured value (an earlier row), so the sums of
-    squares keep their precision on large values.
+    The sums are of deviations from the slot's first measured value (an earlier row), so the sum
+    of squares keeps its precision on large values (a byte counter's squares exceed 2^53).
     """
     groups = slots.to_numpy()
     deviation = values - values.groupby(groups).transform("first")
