@@ -35,7 +35,7 @@ def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols
     """Each detector and the baselines on one data set, under each protocol; logged to MLflow when ``track``.
 
     ``refit_every`` (a period such as ``1D``): each detector is retrained on that schedule on every
-    row before (``ev.detector_levels``, ``Detector.refit``), as a deployment with nightly training would run it.
+    row before (``ev.detector_scores``, ``Detector.refit``), as a deployment with nightly training would run it.
     """
     from perflake.anomaly import tracking
 
@@ -67,9 +67,13 @@ def plots(data: list[ev.Series], scored: dict[str, ev.Scored], evaluation: ev.Ev
 def format_row(e: ev.Evaluation) -> str:
     nab_part = "  NAB " + " / ".join(f"{e.nab_scores[p]:.1f}" for p in nab.PROFILES) if e.nab_scores else ""
     speed = f"  {e.points_per_second:,.0f} points/s" if e.points_per_second else ""
+    events = e.events
+    culprits = (f"  culprit named {events.culprit_rate:.0%} of {events.culprit_alerts} (by chance {events.culprit_chance:.0%})"
+                if events.culprit_alerts else "")
     protocol = f"{e.protocol}, refit {e.refit_every}" if e.refit_every else e.protocol
-    return (f"{e.dataset:4s} {e.detector:18s} {protocol:9s} recall {e.events.recall:5.1%}  precision {e.events.precision:5.1%}  "
-            f"F1 {e.events.f1:.3f}  incident precision {e.events.incident_precision:5.1%}  ({e.events.detected}/{e.events.events} events, {e.events.alerts} alerts){nab_part}{speed}")
+    return (f"{e.dataset:4s} {e.detector:18s} {protocol:9s} recall {events.recall:5.1%}  precision {events.precision:5.1%}  "
+            f"F1 {events.f1:.3f}  incident precision {events.incident_precision:5.1%}  "
+            f"({events.detected}/{events.events} events, {events.alerts} alerts){nab_part}{culprits}{speed}")
 
 
 def train(config: Config, dataset: str, series_name: str, detector_name: str, alias: str | None) -> str:

@@ -186,6 +186,11 @@ def _check_frame(frame: pd.DataFrame) -> None:
         raise ValueError(f"metric columns must be numeric; not numeric: {not_numeric}")
 
 
+def contributing_metric(contributor: str) -> str:
+    """The metric a contributor names: ``m05``, its feature ``m05__robust_z_60``, an ensemble member's ``sequence_surprise:m05``."""
+    return contributor.rsplit(":", 1)[-1].split("__", 1)[0]
+
+
 def metric_columns(frame: pd.DataFrame) -> list[str]:
     return [column for column in frame.columns if column != "timestamp"]
 
@@ -586,7 +591,7 @@ class FeatureModelDetector(Detector):
         matrix = self._matrix(self.features(frame))
         top = self._contributions(matrix).argmax(axis=1)
         contributor = np.asarray(self.columns, dtype=object)[top]
-        metric = np.array([name.split("__", 1)[0] for name in contributor], dtype=object)
+        metric = np.array([contributing_metric(name) for name in contributor], dtype=object)
         low, high = _typical_ranges(frame, metric)
         nothing_measured = frame[metric_columns(frame)].isna().all(axis=1).to_numpy()  # a gap is not scored
         raw = np.where(nothing_measured, np.nan, self._model_raw(matrix))

@@ -4,8 +4,10 @@ What is measured (``../shared/data/README.md``): event recall, the share of labe
 with at least one alert inside; alert precision, the share of alerts inside a labelled anomaly;
 their F1, without point adjust; incident precision, which counts the alerts inside one anomaly
 once (a long anomaly that keeps alerting does not buy precision); on NAB also the NAB score of
-each profile. The null (never fires) and random (uniform scores through the same alerting)
-baselines are always scored beside.
+each profile; where the metrics at fault are labelled (SMD's interpretation labels), how often a
+true alert's contributor was one of them, beside the chance of naming one at random. The null
+(never fires) and random (uniform scores through the same alerting) baselines are always scored
+beside.
 
 Alerting: a row alerts when its surprise level reaches the threshold and beats every level of
 the ``refractory_rows`` rows before it, so one incident raises one alert, not one per row.
@@ -24,11 +26,12 @@ Thresholds never look at the labels they are scored on. Protocols:
 them on the standard profile).
 
 A detector is fitted once on a series' fit rows, or retrained on a schedule on every row before
-(``detector_levels``), as a deployment with nightly training runs it.
+(``detector_scores``), as a deployment with nightly training runs it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import time
 from collections.abc import Callable, Iterable
@@ -40,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from perflake.anomaly import nab, simulated
-from perflake.anomaly.detectors import Detector, make_detector
+from perflake.anomaly.detectors import Detector, contributing_metric, make_detector, metric_columns
 
 FIXED_LEVEL = 4.0
 DEFAULT_REFRACTORY_ROWS = 400
@@ -63,6 +66,9 @@ class EventMetrics:
     detected: int
     alerts: int
     true_alerts: int
+    culprit_alerts: int = 0  # true alerts in anomalies whose culprit metrics are labelled
+    culprits_named: int = 0  # of those, alerts whose contributor is one of the culprits
+    culprits_by_chance: float = 0.0  # the hits expected if each had named a metric at random
 
     @property
     def recall(self) -> float:
@@ -83,14 +89,27 @@ class EventMetrics:
         r, p = self.recall, self.precision
         return 2 * r * p / (r + p) if r + p else 0.0
 
+    @property
+    def culprit_rate(self) -> float:
+        """Share of the true alerts with labelled culprits whose contributor was one of them."""
+        return self.culprits_named / self.culprit_alerts if self.culprit_alerts else 0.0
+
+    @property
+    def culprit_chance(self) -> float:
+        """The same share for a detector naming one of the series' metrics at random."""
+        return self.culprits_by_chance / self.culprit_alerts if self.culprit_alerts else 0.0
+
     def __add__(self, other: EventMetrics) -> EventMetrics:
-        return EventMetrics(self.events + other.events, self.detected + other.detected, self.alerts + other.alerts,
-                            self.true_alerts + other.true_alerts)
+        return EventMetrics(*(mine + theirs for mine, theirs in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
 
     def as_dict(self, prefix: str = "") -> dict[str, float]:
-        return {f"{prefix}event_recall": self.recall, f"{prefix}alert_precision": self.precision, f"{prefix}f1": self.f1,
-                f"{prefix}incident_precision": self.incident_precision,
-                f"{prefix}events": self.events, f"{prefix}alerts": self.alerts}
+        values = {f"{prefix}event_recall": self.recall, f"{prefix}alert_precision": self.precision, f"{prefix}f1": self.f1,
+                  f"{prefix}incident_precision": self.incident_precision,
+                  f"{prefix}events": self.events, f"{prefix}alerts": self.alerts}
+        if self.culprit_alerts:
+            values |= {f"{prefix}culprit_rate": self.culprit_rate, f"{prefix}culprit_chance": self.culprit_chance,
+                       f"{prefix}culprit_alerts": self.culprit_alerts}
+        return values
 
 
 def event_metrics(segment: np.ndarray, alerts: np.ndarray) -> EventMetrics:
@@ -100,6 +119,19 @@ def event_metrics(segment: np.ndarray, alerts: np.ndarray) -> EventMetrics:
     inside = fired & (segment >= 0)
     events = len(np.unique(segment[scored & (segment >= 0)]))
     return EventMetrics(events, len(np.unique(segment[inside])), int(fired.sum()), int(inside.sum()))
+
+
+def explained_event_metrics(series: Series, alerts: np.ndarray, contributors: np.ndarray | None) -> EventMetrics:
+    """``event_metrics``, and where the series' anomalies have labelled culprits, whether each true alert named one."""
+    metrics = event_metrics(series.segment, alerts)
+    if contributors is None or not series.culprits:
+        return metrics
+    explained = np.flatnonzero(np.asarray(alerts, dtype=bool) & np.isin(series.segment, list(series.culprits)))
+    culprits = [series.culprits[series.segment[row]] for row in explained]
+    named = sum(contributing_metric(str(contributors[row])) in labelled for row, labelled in zip(explained, culprits))
+    metric_count = len(metric_columns(series.test))
+    return dataclasses.replace(metrics, culprit_alerts=len(explained), culprits_named=named,
+                               culprits_by_chance=sum(len(labelled) / metric_count for labelled in culprits))
 
 
 def segments_of(labels: np.ndarray) -> np.ndarray:
@@ -122,6 +154,7 @@ class Series:
     segment: np.ndarray  # per test row: anomaly index, -1 outside, nab.PROBATION where not scored
     category: str
     nab_windows: list[tuple[str, str]] = field(default_factory=list)
+    culprits: dict[int, frozenset[str]] = field(default_factory=dict)  # per anomaly, the metrics labelled as its cause
 
 
 def nab_series(nab_dir: Path) -> list[Series]:
@@ -147,10 +180,26 @@ def smd_series(smd_dir: Path) -> list[Series]:
         test = _smd_frame(test_file, train["timestamp"].iloc[-1] + pd.Timedelta(minutes=1))
         if len(labels) != len(test):
             raise ValueError(f"{machine}: {len(labels)} labels for {len(test)} test rows")
-        result.append(Series(machine, train, test, segments_of(labels), "smd"))
+        segment = segments_of(labels)
+        culprits = _smd_culprits(smd_dir / "interpretation_label" / f"{machine}.txt", segment, metric_columns(test))
+        result.append(Series(machine, train, test, segment, "smd", culprits=culprits))
     if not result:
         raise FileNotFoundError(f"no SMD machines under {smd_dir / 'test'}")
     return result
+
+
+def _smd_culprits(path: Path, segment: np.ndarray, metrics: list[str]) -> dict[int, frozenset[str]]:
+    """SMD's interpretation labels (``start-end:dim,dim,...``, dimensions from 1): per anomaly, the metrics at fault."""
+    if not path.exists():
+        return {}
+    culprits: dict[int, set[str]] = {}
+    for line in path.read_text().split():
+        rows, dimensions = line.split(":")
+        start = int(rows.split("-")[0])
+        if not 0 <= start < len(segment) or segment[start] < 0:
+            raise ValueError(f"{path}: {rows} does not start inside a labelled anomaly")
+        culprits.setdefault(int(segment[start]), set()).update(metrics[int(d) - 1] for d in dimensions.split(","))
+    return {anomaly: frozenset(names) for anomaly, names in culprits.items()}
 
 
 def _smd_frame(path: Path, start: pd.Timestamp) -> pd.DataFrame:
@@ -195,22 +244,25 @@ class Scored:
     name: str
     levels: np.ndarray  # alert levels per test row (after the refractory rule)
     seconds: float
+    contributors: np.ndarray | None = None  # per test row, what contributed most (detectors only)
 
 
 def score_series(series: Series, detector: str, params: dict, refractory_rows: int, seed: int = 0,
                  refit_every: str | None = None) -> Scored:
     started = time.perf_counter()
+    contributors = None
     if detector == "null":
         levels = np.zeros(len(series.test))
     elif detector == "random":
         levels = np.random.default_rng(seed + sum(map(ord, series.name))).exponential(1 / np.log(10), len(series.test))
     else:
-        levels = detector_levels(series, lambda: make_detector(detector, **params), refit_every)
-    return Scored(series.name, alert_levels(levels, refractory_rows), time.perf_counter() - started)
+        scores = detector_scores(series, lambda: make_detector(detector, **params), refit_every)
+        levels, contributors = scores["score"].to_numpy(), scores["contributor"].to_numpy()
+    return Scored(series.name, alert_levels(levels, refractory_rows), time.perf_counter() - started, contributors)
 
 
-def detector_levels(series: Series, new_detector: Callable[[], Detector], refit_every: str | None = None) -> np.ndarray:
-    """The test rows' levels from a detector fitted once on the fit rows, or retrained on a schedule.
+def detector_scores(series: Series, new_detector: Callable[[], Detector], refit_every: str | None = None) -> pd.DataFrame:
+    """The test rows' levels (``score``) and ``contributor``: a detector fitted once on the fit rows, or retrained on a schedule.
 
     With ``refit_every`` (e.g. ``1D``: nightly at 00:00), the rows up to the first boundary after
     the fit rows are scored by a detector fitted on the fit rows; at each later boundary it is
@@ -226,16 +278,16 @@ def detector_levels(series: Series, new_detector: Callable[[], Detector], refit_
         period = test["timestamp"].dt.floor(refit_every)
         refits = unseen & (period > period[unseen].min()).to_numpy() & (period != period.shift()).to_numpy()
     starts = [0, *np.flatnonzero(refits)]
-    levels = np.empty(len(test))
     detector = new_detector().fit(series.fit)
+    blocks = []
     for start, end in zip(starts, [*starts[1:], len(test)]):
         block = test.iloc[start:end]
         if start == 0:
-            levels[start:end] = detector.score(block)["score"].to_numpy()
+            blocks.append(detector.score(block))
             continue
         history = pd.concat([series.fit, test.iloc[:start][unseen[:start]]], ignore_index=True)
-        levels[start:end] = detector.refit(history).update(block)["score"].to_numpy()
-    return levels
+        blocks.append(detector.refit(history).update(block))
+    return pd.concat(blocks)[["score", "contributor"]].reset_index(drop=True)
 
 
 def score_all(data: list[Series], detector: str, params: dict, refractory_rows: int, workers: int,
@@ -320,7 +372,7 @@ def evaluate(dataset: str, data: list[Series], scored: dict[str, Scored], detect
     thresholds = choose_thresholds(dataset, by_name, scored, protocol)
     by_category: dict[str, EventMetrics] = {}
     for s in data:
-        metrics = event_metrics(s.segment, scored[s.name].levels >= thresholds[s.name])
+        metrics = explained_event_metrics(s, scored[s.name].levels >= thresholds[s.name], scored[s.name].contributors)
         by_category[s.category] = by_category.get(s.category, EventMetrics(0, 0, 0, 0)) + metrics
     total = sum(by_category.values(), EventMetrics(0, 0, 0, 0))
     rows = sum(len(s.test) for s in data)

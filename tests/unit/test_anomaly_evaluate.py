@@ -67,16 +67,42 @@ def test_an_unknown_protocol_or_data_set_is_an_error(tmp_path):
         ev.load_dataset("smd", tmp_path)
 
 
+def _smd_machine(folder, labels: str, metrics: int = 2) -> None:
+    for part, rows in (("train", 5), ("test", len(labels.split()))):
+        (folder / part).mkdir()
+        with gzip.open(folder / part / "machine-9-9.txt.gz", "wt") as handle:
+            handle.write("\n".join(",".join(["0.1"] * metrics) for _ in range(rows)))
+    (folder / "test_label").mkdir()
+    (folder / "test_label" / "machine-9-9.txt").write_text(labels)
+
+
 def test_smd_test_rows_follow_the_train_rows_in_time(tmp_path):
-    for part, rows in (("train", 5), ("test", 4)):
-        (tmp_path / part).mkdir()
-        with gzip.open(tmp_path / part / "machine-9-9.txt.gz", "wt") as handle:
-            handle.write("\n".join("0.1,0.2" for _ in range(rows)))
-    (tmp_path / "test_label").mkdir()
-    (tmp_path / "test_label" / "machine-9-9.txt").write_text("0\n0\n1\n0\n")
+    _smd_machine(tmp_path, "0\n0\n1\n0\n")
     [series] = ev.smd_series(tmp_path)
     assert series.test["timestamp"].iloc[0] == series.fit["timestamp"].iloc[-1] + pd.Timedelta(minutes=1)
     assert series.segment.tolist() == [-1, -1, 0, -1]
+    assert series.culprits == {}  # no interpretation labels: nothing to say who was at fault
+
+
+def test_a_true_alert_is_explained_when_its_contributor_is_a_labelled_culprit(tmp_path):
+    _smd_machine(tmp_path, "0 1 1 1 0 1 1 0", metrics=4)
+    (tmp_path / "interpretation_label").mkdir()
+    (tmp_path / "interpretation_label" / "machine-9-9.txt").write_text("1-3:2,3\n5-7:4\n")  # dimensions count from 1
+    [series] = ev.smd_series(tmp_path)
+    assert series.culprits == {0: {"m01", "m02"}, 1: {"m03"}}
+    alerts = np.array([1, 1, 1, 0, 0, 1, 0, 0], dtype=bool)
+    contributors = np.array(["m00", "m01__robust_z_60", "sequence_surprise:m00", "m00",
+                             "m00", "seasonal_profile:m03", "m00", "m00"], dtype=object)
+    metrics = ev.explained_event_metrics(series, alerts, contributors)
+    assert (metrics.true_alerts, metrics.culprit_alerts, metrics.culprits_named) == (3, 3, 2)  # the false alert is not counted
+    assert metrics.culprit_chance == pytest.approx((2 / 4 + 2 / 4 + 1 / 4) / 3)
+    assert (metrics + metrics).culprit_rate == pytest.approx(2 / 3)
+    assert metrics.as_dict("smd.")["smd.culprit_rate"] == pytest.approx(2 / 3)
+    unexplained = ev.explained_event_metrics(series, alerts, None)  # the baselines name nothing
+    assert unexplained.culprit_alerts == 0 and "culprit_rate" not in unexplained.as_dict()
+    (tmp_path / "interpretation_label" / "machine-9-9.txt").write_text("4-5:1\n")
+    with pytest.raises(ValueError, match="4-5 does not start inside a labelled anomaly"):
+        ev.smd_series(tmp_path)
 
 
 def _fitted_on_first_rows(frame: pd.DataFrame) -> ev.Series:
@@ -87,10 +113,10 @@ def _fitted_on_first_rows(frame: pd.DataFrame) -> ev.Series:
 def test_walk_forward_scores_each_day_with_a_detector_trained_on_the_rows_before_that_day_only():
     frame = syn.with_anomaly("level_shift")
     new_ensemble = lambda: make_detector("ensemble")  # noqa: E731
-    levels = ev.detector_levels(_fitted_on_first_rows(frame), new_ensemble, "1D")
+    levels = ev.detector_scores(_fitted_on_first_rows(frame), new_ensemble, "1D")["score"].to_numpy()
     changed = frame.copy()
     changed.loc[2000:, "value"] += 100
-    with_changed_future = ev.detector_levels(_fitted_on_first_rows(changed), new_ensemble, "1D")
+    with_changed_future = ev.detector_scores(_fitted_on_first_rows(changed), new_ensemble, "1D")["score"].to_numpy()
     before_change = 2000 - syn.FIT_ROWS
     np.testing.assert_array_equal(levels[:before_change], with_changed_future[:before_change])  # no look-ahead
     assert not np.array_equal(levels[before_change:], with_changed_future[before_change:])
@@ -104,7 +130,7 @@ def test_walk_forward_retraining_learns_a_new_normal_that_a_detector_fitted_once
     frame.loc[syn.FIT_ROWS :, "value"] += 25  # a lasting shift, right after the fit rows
     series = _fitted_on_first_rows(frame)
     fitted_once = make_detector("seasonal_profile").fit(series.fit).score(series.test)["score"].to_numpy()
-    retrained_daily = ev.detector_levels(series, lambda: make_detector("seasonal_profile"), "1D")
+    retrained_daily = ev.detector_scores(series, lambda: make_detector("seasonal_profile"), "1D")["score"].to_numpy()
     last_two_days = slice(-2 * syn.PERIOD, None)
     assert fitted_once[last_two_days].min() > ev.FIXED_LEVEL  # still far from the profile it learned
     assert retrained_daily[last_two_days].max() < ev.FIXED_LEVEL  # its profile is now mostly the new normal
@@ -114,7 +140,7 @@ def test_walk_forward_retraining_leaves_a_detector_that_learns_as_it_streams_lea
     series = _fitted_on_first_rows(syn.with_anomaly("level_shift"))
     new_sequence_model = lambda: make_detector("sequence_surprise")  # noqa: E731
     streamed_on = new_sequence_model().fit(series.fit).score(series.test)["score"].to_numpy()
-    np.testing.assert_array_equal(ev.detector_levels(series, new_sequence_model, "1D"), streamed_on)
+    np.testing.assert_array_equal(ev.detector_scores(series, new_sequence_model, "1D")["score"].to_numpy(), streamed_on)
 
 
 def test_the_season_is_found():
