@@ -198,7 +198,10 @@ def _smd_culprits(path: Path, segment: np.ndarray, metrics: list[str]) -> dict[i
         start = int(rows.split("-")[0])
         if not 0 <= start < len(segment) or segment[start] < 0:
             raise ValueError(f"{path}: {rows} does not start inside a labelled anomaly")
-        culprits.setdefault(int(segment[start]), set()).update(metrics[int(d) - 1] for d in dimensions.split(","))
+        numbers = [int(d) for d in dimensions.split(",")]
+        if unknown := [d for d in numbers if not 1 <= d <= len(metrics)]:
+            raise ValueError(f"{path}: {rows} names dimensions {unknown}; the machine has {len(metrics)}")
+        culprits.setdefault(int(segment[start]), set()).update(metrics[d - 1] for d in numbers)
     return {anomaly: frozenset(names) for anomaly, names in culprits.items()}
 
 

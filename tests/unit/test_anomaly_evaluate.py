@@ -103,6 +103,9 @@ def test_a_true_alert_is_explained_when_its_contributor_is_a_labelled_culprit(tm
     (tmp_path / "interpretation_label" / "machine-9-9.txt").write_text("4-5:1\n")
     with pytest.raises(ValueError, match="4-5 does not start inside a labelled anomaly"):
         ev.smd_series(tmp_path)
+    (tmp_path / "interpretation_label" / "machine-9-9.txt").write_text("1-3:2,5\n")
+    with pytest.raises(ValueError, match=r"1-3 names dimensions \[5\]; the machine has 4"):
+        ev.smd_series(tmp_path)
 
 
 def _fitted_on_first_rows(frame: pd.DataFrame) -> ev.Series:
