@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from perflake.anomaly import evaluate as ev
-from perflake.anomaly.detectors import DETECTORS, make_detector
+from perflake.anomaly.detectors import DETECTORS, make_detector, metric_columns
 
 DEFAULT_SERIES = "requests/ws4-market-integration/quotes@app-4"
 
@@ -57,8 +57,7 @@ def main() -> None:
     if args.series not in by_name:
         parser.error(f"no series {args.series!r} in the simulated data set; e.g. {', '.join(sorted(by_name)[:3])}")
     series = by_name[args.series]
-    metrics = [column for column in series.fit.columns if column != "timestamp"]
-    print(f"{series.name} ({', '.join(metrics)}): fitted on {len(series.fit):,} rows, {args.rows:,} rows streamed "
+    print(f"{series.name} ({', '.join(metric_columns(series.fit))}): fitted on {len(series.fit):,} rows, {args.rows:,} rows streamed "
           f"per detector and batch size, one process", flush=True)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for detector in detectors:
