@@ -146,10 +146,10 @@ class ShapeLibrary:
     def fit(self, values: np.ndarray) -> ShapeLibrary:
         from sklearn.neighbors import NearestNeighbors
 
-        stride = max(1, (len(values) - self.length + 1) // self.max_shapes)
-        shapes, _ = subsequences(values, self.length, stride)
         if len(values) < self.length:
             raise ValueError(f"{len(values)} rows: too few to learn shapes of {self.length} rows")
+        stride = max(1, (len(values) - self.length + 1) // self.max_shapes)
+        shapes, _ = subsequences(values, self.length, stride)
         if len(shapes) == 0:
             raise ValueError(f"no window of {self.length} rows without a gap of over {FILLED_GAP_ROWS} missing values "
                              f"in {len(values)} rows: no shape to learn")
