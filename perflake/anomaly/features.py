@@ -86,9 +86,10 @@ def seasonal_z(values: pd.Series, slots: pd.Series) -> pd.Series:
     def over_earlier_rows(column: pd.Series) -> pd.Series:
         return column.groupby(groups).cumsum() - column
 
+    measured = deviation.fillna(0.0)  # a missing value adds nothing to the sums nor to the count
     count = over_earlier_rows(values.notna().astype(float))
-    mean = over_earlier_rows(deviation.fillna(0.0)) / count
-    variance = (over_earlier_rows(deviation.fillna(0.0) ** 2) - count * mean**2) / (count - 1)
+    mean = over_earlier_rows(measured) / count
+    variance = (over_earlier_rows(measured**2) - count * mean**2) / (count - 1)
     # three earlier rows of the slot at least: the spread of one or two is no spread
     return ((deviation - mean) / (np.sqrt(variance.clip(lower=0.0)) + EPSILON)).where(count >= 3)
 
