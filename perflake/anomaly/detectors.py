@@ -106,7 +106,7 @@ class Detector(ABC):
 
     def fit(self, history: pd.DataFrame) -> Detector:
         """Learn what normal looks like from ``history`` (a frame of normal or mostly normal rows)."""
-        _check_frame(history)
+        history = checked_frame(history)
         unseen_from = self._fit(history) or 0
         self.calibration = self._calibrate(history, unseen_from)
         self._keep_context(history)
@@ -125,10 +125,12 @@ class Detector(ABC):
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         self._check_fitted("scoring")
-        _check_frame(frame)
+        frame = checked_frame(frame)
         fitted_on, given = metric_columns(self._tail), metric_columns(frame)
         if set(given) != set(fitted_on):
             raise ValueError(f"{self.name} was fitted on the metrics {fitted_on}; these rows have {given}")
+        if frame.empty:  # a poll that brought no rows
+            return pd.DataFrame(columns=SCORE_COLUMNS, index=frame.index)
         return self._levelled(self._raw(frame))
 
     def _check_fitted(self, doing: str) -> None:
@@ -145,7 +147,7 @@ class Detector(ABC):
     def update(self, new_rows: pd.DataFrame) -> pd.DataFrame:
         """Score the next rows of a stream, reading the rows kept from earlier calls."""
         self._check_fitted("updating it")
-        joined = pd.concat([self._tail, new_rows], ignore_index=True)
+        joined = pd.concat([self._tail, checked_frame(new_rows)], ignore_index=True)
         scored = self.score(joined).iloc[len(self._tail) :]
         self._keep_context(joined)
         return scored.set_index(new_rows.index)
@@ -170,11 +172,14 @@ class Detector(ABC):
         """Columns raw, expected_low, expected_high, contributor, one row per row of ``frame``."""
 
 
-def _check_frame(frame: pd.DataFrame) -> None:
-    """Refuses what the detectors would misread: no metric, timestamps that are not datetimes, text metrics.
+def checked_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its timestamps in UTC, after refusing what the detectors would misread: no
+    metric, timestamps that are not datetimes, text metrics.
 
     Rows are read in the order given, as a stream delivers them (real series have the odd clock
     step back: NAB's machine_temperature file has one); the timestamps place them in the calendar.
+    Timestamps without a zone are read as UTC, as the calendar features read them, so a history
+    and a stream given in different zones, or one without, line up on the same instants.
     """
     if "timestamp" not in frame.columns or len(frame.columns) < 2:
         raise ValueError(f"a detector reads a 'timestamp' column and at least one metric column; got {list(frame.columns)}")
@@ -184,6 +189,8 @@ def _check_frame(frame: pd.DataFrame) -> None:
     not_numeric = [column for column in metric_columns(frame) if not pd.api.types.is_numeric_dtype(frame[column])]
     if not_numeric:
         raise ValueError(f"metric columns must be numeric; not numeric: {not_numeric}")
+    in_utc = timestamps.dt.tz_localize("UTC") if timestamps.dt.tz is None else timestamps.dt.tz_convert("UTC")
+    return frame.assign(timestamp=in_utc)
 
 
 def contributing_metric(contributor: str) -> str:
@@ -199,6 +206,16 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
 
 
 class UnivariateDetector(Detector):
+    def _learn_per_metric(self, history: pd.DataFrame, learn: Callable[[np.ndarray], object]) -> dict[str, object]:
+        """``learn(values)`` for each metric of ``history``; a refusal names the metric it came from."""
+        learned = {}
+        for metric in metric_columns(history):
+            try:
+                learned[metric] = learn(history[metric].to_numpy(dtype=float))
+            except ValueError as error:
+                raise ValueError(f"{self.name}, metric {metric!r}: {error}") from error
+        return learned
+
     @abstractmethod
     def _per_metric(self, metric: str, values: np.ndarray, timestamps: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """raw score, expected centre and spread for each row of one metric."""
@@ -379,7 +396,7 @@ class MotifNoveltyDetector(UnivariateDetector):
 
     def _fit(self, history):
         learned = len(history) // 2
-        self.libraries = {m: ShapeLibrary(self.length).fit(history[m].to_numpy(dtype=float)[:learned]) for m in metric_columns(history)}
+        self.libraries = self._learn_per_metric(history, lambda values: ShapeLibrary(self.length).fit(values[:learned]))
         return learned
 
     def _per_metric(self, metric, values, timestamps):
@@ -511,11 +528,13 @@ class SequenceSurpriseDetector(UnivariateDetector):
 
     def _fit(self, history):
         self.learned_until = history["timestamp"].max()
-        self.models = {}
-        for metric in metric_columns(history):
-            values = history[metric].to_numpy(dtype=float)
-            self.models[metric] = SequenceModel.over_range_of(values, self.bins, self.offsets, self.range_padding)
-            self.models[metric].run(values)
+
+        def learned(values: np.ndarray) -> SequenceModel:
+            model = SequenceModel.over_range_of(values, self.bins, self.offsets, self.range_padding)
+            model.run(values)
+            return model
+
+        self.models = self._learn_per_metric(history, learned)
 
     def _calibrate(self, history, unseen_from):
         return SurpriseCalibration()
@@ -532,6 +551,7 @@ class SequenceSurpriseDetector(UnivariateDetector):
         """
         if self.calibration is None:
             return self.fit(history)
+        history = checked_frame(history)
         unseen = history[history["timestamp"] > self.learned_until]
         if len(unseen):
             self.update(unseen)
@@ -539,12 +559,14 @@ class SequenceSurpriseDetector(UnivariateDetector):
 
     def update(self, new_rows):
         self._check_fitted("updating it")
+        new_rows = checked_frame(new_rows)
         self._advance_fitted = True
         try:
             scored = self.score(new_rows)
         finally:
             self._advance_fitted = False
-        self.learned_until = max(self.learned_until, new_rows["timestamp"].max())
+        if len(new_rows):
+            self.learned_until = max(self.learned_until, new_rows["timestamp"].max())
         return scored
 
 
@@ -619,9 +641,18 @@ class IsolationForestDetector(FeatureModelDetector):
         from sklearn.ensemble import IsolationForest
 
         self.model = IsolationForest(n_estimators=100, random_state=self.seed).fit(matrix)
+        # a tree cannot split a feature that never varied, so it would never see a metric that held
+        # one value all through the history (an error rate at zero) move: a row where it does is
+        # isolated at the root. A metric held when none of its features varied (a feature that only
+        # warmed up, like seasonal_z's slots, belongs to a metric that did vary).
+        metrics = np.array([contributing_metric(column) for column in self.columns])
+        varied = set(metrics[np.ptp(matrix, axis=0) > 0])
+        self.held = np.array([metric not in varied for metric in metrics])
+        self.held_values = matrix[0, self.held]
 
     def _model_raw(self, matrix):
-        return -self.model.score_samples(matrix)
+        moved = (matrix[:, self.held] != self.held_values).any(axis=1)
+        return np.where(moved, 1.0, -self.model.score_samples(matrix))
 
 
 class KnnDistanceDetector(FeatureModelDetector):
@@ -719,7 +750,7 @@ class EnsembleDetector(Detector):
         if self.calibration is None:
             return self.fit(history)
         self._learn_members(lambda member: member.refit(history))
-        self._keep_context(history)
+        self._keep_context(checked_frame(history))
         return self
 
     def _learn_members(self, learn: Callable[[Detector], Detector]) -> None:

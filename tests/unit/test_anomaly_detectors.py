@@ -113,6 +113,35 @@ def test_streaming_updates_score_as_one_pass_does(name, params):
     np.testing.assert_allclose(streamed["score"].to_numpy(), whole["score"].to_numpy())
 
 
+@pytest.mark.parametrize("name", DETECTORS)
+def test_rows_in_another_time_zone_or_without_one_score_as_the_same_instants_in_utc(name):
+    frame = syn.with_anomaly("spike")
+    history, stream = frame.iloc[: syn.FIT_ROWS], frame.iloc[syn.FIT_ROWS : syn.FIT_ROWS + 800]
+    in_utc = make_detector(name).fit(history).update(stream)
+    new_york = stream.assign(timestamp=stream["timestamp"].dt.tz_convert("America/New_York"))
+    in_new_york = make_detector(name).fit(history).update(new_york)
+    without_zone = make_detector(name).fit(history.assign(timestamp=history["timestamp"].dt.tz_localize(None))).update(stream)
+    np.testing.assert_array_equal(in_new_york["score"], in_utc["score"])
+    np.testing.assert_array_equal(without_zone["score"], in_utc["score"])
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_a_poll_that_brings_no_rows_scores_none_and_changes_nothing(name):
+    frame = syn.with_anomaly("spike")
+    history, stream = frame.iloc[: syn.FIT_ROWS], frame.iloc[syn.FIT_ROWS : syn.FIT_ROWS + 200]
+    detector, undisturbed = make_detector(name).fit(history), make_detector(name).fit(history)
+    for nothing in (detector.score(stream.iloc[:0]), detector.update(stream.iloc[:0])):
+        assert list(nothing.columns) == SCORE_COLUMNS and nothing.empty
+    np.testing.assert_array_equal(detector.update(stream)["score"], undisturbed.update(stream)["score"])
+
+
+@pytest.mark.parametrize("name", ["sequence_surprise", "motif_novelty", "ensemble"])
+def test_a_metric_with_nothing_to_learn_from_is_named(name):
+    frame = syn.clean().assign(latency=np.nan)  # a metric the history never measured
+    with pytest.raises(ValueError, match="metric 'latency'"):
+        make_detector(name).fit(frame.iloc[: syn.FIT_ROWS])
+
+
 def test_misuse_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown detector 'nope'; known: median_mad"):
         make_detector("nope")
@@ -185,3 +214,20 @@ def test_the_sequence_model_learns_only_what_it_streams():
     assert detector.score(gap)["score"].iloc[syn.START + 5] == 0.0  # a missing value is not scored
     with pytest.raises(ValueError, match="no finite value in the fit history"):
         make_detector("sequence_surprise").fit(frame.iloc[:50].assign(value=np.nan))
+
+
+# motif_novelty compares shapes only: after a flat history every shape is equally new (distance 1),
+# no newer than a noisy metric's shapes usually are
+@pytest.mark.parametrize("name", [name for name in DETECTORS if name != "motif_novelty"])
+def test_a_metric_that_never_moved_in_the_history_is_seen_when_it_does(name):
+    # an endpoint's error rate at zero all through the history, then a burst of errors
+    rng = np.random.default_rng(1)
+    n = 1500
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=n, freq="min", tz="UTC"),
+                          "latency": 50 + 10 * np.sin(np.arange(n) / 30) + rng.normal(0, 1, n), "error_rate": 0.0})
+    burst = slice(1200, 1209)  # labels, both ends included
+    frame.loc[burst, "error_rate"] = 0.2
+    scored = make_detector(name).fit(frame.iloc[:1000]).score(frame.iloc[1000:])
+    during, before = scored.loc[burst, "score"], scored.loc[1000:1199, "score"]
+    assert during.max() > before.max(), f"burst {during.max():.2f}, before it up to {before.max():.2f}"
+    assert "error_rate" in scored.loc[during.idxmax(), "contributor"]
