@@ -189,8 +189,10 @@ def checked_frame(frame: pd.DataFrame) -> pd.DataFrame:
     not_numeric = [column for column in metric_columns(frame) if not pd.api.types.is_numeric_dtype(frame[column])]
     if not_numeric:
         raise ValueError(f"metric columns must be numeric; not numeric: {not_numeric}")
-    in_utc = timestamps.dt.tz_localize("UTC") if timestamps.dt.tz is None else timestamps.dt.tz_convert("UTC")
-    return frame.assign(timestamp=in_utc)
+    zone = timestamps.dt.tz
+    if str(zone) == "UTC":  # the usual case, on every streamed row: no copy
+        return frame
+    return frame.assign(timestamp=timestamps.dt.tz_localize("UTC") if zone is None else timestamps.dt.tz_convert("UTC"))
 
 
 def contributing_metric(contributor: str) -> str:
