@@ -72,32 +72,32 @@ class EventMetrics:
 
     @property
     def recall(self) -> float:
-        return self.detected / self.events if self.events else 0.0
+        return _share(self.detected, self.events)
 
     @property
     def precision(self) -> float:
-        return self.true_alerts / self.alerts if self.alerts else 0.0
+        return _share(self.true_alerts, self.alerts)
 
     @property
     def incident_precision(self) -> float:
         """Detected anomalies over detected anomalies plus false alerts: repeat alerts inside one anomaly count once."""
         false_alerts = self.alerts - self.true_alerts
-        return self.detected / (self.detected + false_alerts) if self.detected + false_alerts else 0.0
+        return _share(self.detected, self.detected + false_alerts)
 
     @property
     def f1(self) -> float:
         r, p = self.recall, self.precision
-        return 2 * r * p / (r + p) if r + p else 0.0
+        return _share(2 * r * p, r + p)
 
     @property
     def culprit_rate(self) -> float:
         """Share of the true alerts with labelled culprits whose contributor was one of them."""
-        return self.culprits_named / self.culprit_alerts if self.culprit_alerts else 0.0
+        return _share(self.culprits_named, self.culprit_alerts)
 
     @property
     def culprit_chance(self) -> float:
         """The same share for a detector naming one of the series' metrics at random."""
-        return self.culprits_by_chance / self.culprit_alerts if self.culprit_alerts else 0.0
+        return _share(self.culprits_by_chance, self.culprit_alerts)
 
     def __add__(self, other: EventMetrics) -> EventMetrics:
         return EventMetrics(*(mine + theirs for mine, theirs in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
@@ -110,6 +110,10 @@ class EventMetrics:
             values |= {f"{prefix}culprit_rate": self.culprit_rate, f"{prefix}culprit_chance": self.culprit_chance,
                        f"{prefix}culprit_alerts": self.culprit_alerts}
         return values
+
+
+def _share(part: float, whole: float) -> float:
+    return part / whole if whole else 0.0
 
 
 def event_metrics(segment: np.ndarray, alerts: np.ndarray) -> EventMetrics:
