@@ -43,6 +43,10 @@ from perflake.anomaly.patterns import ShapeLibrary, dominant_period
 TAIL_QUANTILE = 0.95
 EXPECTED_SIGMAS = 3.0  # the expected range: centre +- 3 spreads
 SCORE_COLUMNS = ["raw", "score", "expected_low", "expected_high", "contributor"]
+# The layout of a fitted detector's state, recorded with every registered model: bump it when a
+# detector's attributes change, so that an older registered model is refused when it is loaded
+# instead of failing at its first score (2: isolation_forest's ``held``, 2026-12-04).
+STATE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -54,10 +58,12 @@ class TailCalibration:
     mean_excess: float
 
     @classmethod
-    def fit(cls, raw: np.ndarray) -> TailCalibration:
+    def fit(cls, raw: np.ndarray, source: str) -> TailCalibration:
+        """``source`` names the detector and its history in a refusal."""
         raw = np.sort(raw[np.isfinite(raw)])
         if len(raw) < 10:
-            raise ValueError(f"{len(raw)} scored rows of history: a detector needs at least 10 to calibrate")
+            raise ValueError(f"{source}: {len(raw)} scored rows of history (its first rows only warm it up): "
+                             "a detector needs at least 10 to calibrate")
         threshold = float(np.quantile(raw, TAIL_QUANTILE))
         excess = raw[raw > threshold] - threshold
         spread = float(np.median(np.abs(raw - np.median(raw)))) or float(np.std(raw)) or 1.0
@@ -138,7 +144,7 @@ class Detector(ABC):
             raise RuntimeError(f"{self.name}: fit the detector before {doing}")
 
     def _calibrate(self, history: pd.DataFrame, unseen_from: int) -> TailCalibration | SurpriseCalibration:
-        return TailCalibration.fit(self._raw(history)["raw"].to_numpy(dtype=float)[unseen_from:])
+        return TailCalibration.fit(self._raw(history)["raw"].to_numpy(dtype=float)[unseen_from:], f"{self.name} fitted on {len(history)} rows")
 
     def _levelled(self, raw: pd.DataFrame) -> pd.DataFrame:
         raw["score"] = self.calibration.level(raw["raw"].to_numpy(dtype=float))
@@ -709,7 +715,9 @@ class PcaReconstructionDetector(FeatureModelDetector):
     def _fit_model(self, matrix):
         from sklearn.decomposition import PCA
 
-        self.model = PCA(n_components=self.explained_variance, svd_solver="full", random_state=self.seed).fit(matrix)
+        # a history where nothing varies has no variance to share out (0 / 0): the model is its mean, as it should be
+        with np.errstate(invalid="ignore"):
+            self.model = PCA(n_components=self.explained_variance, svd_solver="full", random_state=self.seed).fit(matrix)
 
     def _residuals(self, matrix):
         return matrix - self.model.inverse_transform(self.model.transform(matrix))

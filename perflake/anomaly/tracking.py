@@ -16,15 +16,29 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from perflake.anomaly import detectors
 from perflake.anomaly.detectors import Detector
 from perflake.config import Config
 
 MODEL_REQUIREMENTS = ["scikit-learn", "pandas", "numpy", "scipy"]
 
 
+class IncompatibleDetector(ValueError):
+    """A registered detector whose state was saved in another layout than this perflake's."""
+
+
 class DetectorModel(mlflow.pyfunc.PythonModel):
     def __init__(self, detector: Detector):
         self.detector = detector
+        self.state_format = detectors.STATE_FORMAT
+
+    def load_context(self, context) -> None:
+        # an older layout unpickles without error and fails at its first score: refuse it at loading
+        registered = getattr(self, "state_format", None)  # none recorded before format 2
+        if registered != detectors.STATE_FORMAT:
+            raise IncompatibleDetector(
+                f"this {self.detector.name} detector was registered with state format {registered or 'unrecorded (1)'}, "
+                f"this perflake reads format {detectors.STATE_FORMAT}: train and register it again (perflake evaluate train)")
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return self.detector.score(model_input)
@@ -71,7 +85,7 @@ def register_detector(config: Config, detector: Detector, params: dict, trained_
         mlflow.log_params({**params, "detector": detector.name, "trained_on": trained_on})
         # no signature: a schema would refuse the time-zone-aware timestamps the detectors read
         info = mlflow.pyfunc.log_model(name="detector", python_model=DetectorModel(detector), registered_model_name=name,
-                                       pip_requirements=MODEL_REQUIREMENTS)
+                                       pip_requirements=MODEL_REQUIREMENTS, metadata={"detector_state_format": detectors.STATE_FORMAT})
     version = str(info.registered_model_version)
     if alias:
         mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
@@ -82,7 +96,10 @@ def load_detector(config: Config, name: str, alias_or_version: str) -> Detector:
     """A registered detector by alias (``champion``) or version number."""
     use_tracking(config)
     reference = f"models:/{name}/{alias_or_version}" if alias_or_version.isdigit() else f"models:/{name}@{alias_or_version}"
-    return mlflow.pyfunc.load_model(reference).unwrap_python_model().detector
+    try:
+        return mlflow.pyfunc.load_model(reference).unwrap_python_model().detector
+    except IncompatibleDetector as error:
+        raise IncompatibleDetector(f"{reference}: {error}") from None
 
 
 def detection_figure(series, levels: np.ndarray, threshold: float):

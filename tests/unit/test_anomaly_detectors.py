@@ -149,8 +149,11 @@ def test_misuse_is_a_clear_error():
         make_detector("ewma_control").score(syn.clean())
     with pytest.raises(ValueError, match="a 'timestamp' column and at least one metric column"):
         make_detector("ewma_control").fit(syn.clean()[["value"]])
-    with pytest.raises(ValueError, match="0 scored rows of history: a detector needs at least 10"):
+    with pytest.raises(ValueError, match=r"median_mad fitted on 5 rows: 0 scored rows of history \(its first rows only warm it up\): "
+                                         "a detector needs at least 10"):
         make_detector("median_mad").fit(syn.clean().iloc[:5])
+    with pytest.raises(ValueError, match="ewma_control fitted on 12 rows: 2 scored rows"):  # an ensemble member, named
+        make_detector("ensemble", members=[make_detector("ewma_control")]).fit(syn.clean().iloc[:12])
     frame = syn.clean()
     with pytest.raises(ValueError, match=r"metric columns must be numeric; not numeric: \['host'\]"):
         make_detector("ewma_control").fit(frame.assign(host="db-1"))
@@ -231,3 +234,13 @@ def test_a_metric_that_never_moved_in_the_history_is_seen_when_it_does(name):
     during, before = scored.loc[burst, "score"], scored.loc[1000:1199, "score"]
     assert during.max() > before.max(), f"burst {during.max():.2f}, before it up to {before.max():.2f}"
     assert "error_rate" in scored.loc[during.idxmax(), "contributor"]
+
+
+@pytest.mark.parametrize("name", [name for name in DETECTORS if name != "motif_novelty"])
+def test_a_host_where_nothing_moved_in_the_history_is_learned_quietly_and_its_first_move_seen(name, recwarn):
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=1300, freq="min", tz="UTC"),
+                          "queue_depth": 3.0, "error_rate": 0.0})
+    frame.loc[1200:1204, "error_rate"] = 0.2
+    scored = make_detector(name).fit(frame.iloc[:1000]).score(frame.iloc[1000:])
+    assert scored["score"].idxmax() == 1200 and "error_rate" in scored.loc[1200, "contributor"]
+    assert [str(warning.message) for warning in recwarn] == []

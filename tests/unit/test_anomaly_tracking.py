@@ -1,9 +1,10 @@
 """MLflow: an evaluation run is tracked; a detector registered with an alias loads back and scores the same."""
 
 import mlflow
+import pytest
 import numpy as np
 
-from perflake.anomaly import tracking
+from perflake.anomaly import detectors, tracking
 from perflake.anomaly.detectors import make_detector
 from tests import synthetic as syn
 from tests.support import log_spike_evaluation, make_config
@@ -35,3 +36,34 @@ def test_an_evaluation_run_logs_metrics_and_plots(tmp_path):
     assert run.data.params["protocol"] == "fixed" and run.data.tags["kind"] == "evaluation"
     artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "plots")]
     assert artifacts == ["plots/spike.png"]
+
+
+def test_a_detector_registered_in_another_state_format_is_refused_when_loaded(tmp_path, monkeypatch):
+    config = make_config("local", tmp_path)
+    frame = syn.with_anomaly("spike")
+    detector = make_detector("isolation_forest").fit(frame.iloc[: syn.FIT_ROWS])
+    name, _ = tracking.register_detector(config, detector, {"seed": 0}, "synthetic", "champion")
+    assert mlflow.models.get_model_info(f"models:/{name}@champion").metadata == {"detector_state_format": detectors.STATE_FORMAT}
+
+    monkeypatch.setattr(detectors, "STATE_FORMAT", detectors.STATE_FORMAT + 1)  # this perflake's detectors changed shape
+    refusal = "this isolation_forest detector was registered with state format 2, this perflake reads format 3: train and register it again"
+    with pytest.raises(tracking.IncompatibleDetector) as refused:
+        tracking.load_detector(config, name, "champion")
+    assert str(refused.value).startswith(f"models:/{name}@champion: {refusal}")
+    with pytest.raises(tracking.IncompatibleDetector, match=refusal):  # the plain MLflow way too
+        mlflow.pyfunc.load_model(f"models:/{name}@champion")
+
+
+def test_a_detector_registered_before_formats_were_recorded_is_refused(tmp_path, monkeypatch):
+    config = make_config("local", tmp_path)
+    detector = make_detector("median_mad").fit(syn.with_anomaly("spike").iloc[: syn.FIT_ROWS])
+    before_formats = tracking.DetectorModel.__init__
+
+    def without_format(self, fitted):
+        before_formats(self, fitted)
+        del self.state_format
+
+    monkeypatch.setattr(tracking.DetectorModel, "__init__", without_format)
+    name, version = tracking.register_detector(config, detector, {}, "synthetic", None)
+    with pytest.raises(tracking.IncompatibleDetector, match=r"state format unrecorded \(1\), this perflake reads format 2"):
+        tracking.load_detector(config, name, version)
