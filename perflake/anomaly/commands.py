@@ -71,9 +71,10 @@ def format_row(e: ev.Evaluation) -> str:
     culprits = (f"  culprit named {events.culprit_rate:.0%} of {events.culprit_alerts} (by chance {events.culprit_chance:.0%})"
                 if events.culprit_alerts else "")
     protocol = f"{e.protocol}, refit {e.refit_every}" if e.refit_every else e.protocol
+    refused = f"  {len(e.not_learned)} series not learned (no alerts)" if e.not_learned else ""
     return (f"{e.dataset:4s} {e.detector:18s} {protocol:9s} recall {events.recall:5.1%}  precision {events.precision:5.1%}  "
             f"F1 {events.f1:.3f}  incident precision {events.incident_precision:5.1%}  "
-            f"({events.detected}/{events.events} events, {events.alerts} alerts){nab_part}{culprits}{speed}")
+            f"({events.detected}/{events.events} events, {events.alerts} alerts){refused}{nab_part}{culprits}{speed}")
 
 
 def train(config: Config, dataset: str, series_name: str, detector_name: str, alias: str | None) -> str:
@@ -108,6 +109,7 @@ def score_file(config: Config, model: str, alias: str, csv_file: Path, top: int)
 def summary_json(results: list[ev.Evaluation]) -> str:
     def row(e: ev.Evaluation) -> dict:
         schedule = {"refit_every": e.refit_every} if e.refit_every else {}
-        return {"dataset": e.dataset, "detector": e.detector, "protocol": e.protocol, **schedule, **e.metrics()}
+        refused = {"not_learned": e.not_learned} if e.not_learned else {}
+        return {"dataset": e.dataset, "detector": e.detector, "protocol": e.protocol, **schedule, **e.metrics(), **refused}
 
     return json.dumps([row(e) for e in results], indent=1)

@@ -369,15 +369,16 @@ class SeasonalProfileDetector(UnivariateDetector):
 
     def _fit(self, history):
         slots = seasonal_slots(history["timestamp"], self.slot, self.timezone).to_numpy()
-        known = history["timestamp"].dt.date.groupby(slots).nunique() >= self.min_days
+        days = history["timestamp"].dt.date
         self.profiles = {}
         for metric in metric_columns(history):
             values = history[metric].astype(float)
-            overall = (values.median(), _sigma(values))
-            by_slot = values.groupby(slots)
-            medians = by_slot.median()
-            spreads = by_slot.apply(_sigma)
-            self.profiles[metric] = (medians[known].to_dict(), spreads[known].to_dict(), overall)
+            measured = values.notna().to_numpy()  # a slot is known from the days its metric was measured on
+            values, slot = values[measured], slots[measured]
+            known = days[measured].groupby(slot).nunique() >= self.min_days
+            by_slot = values.groupby(slot)
+            medians, spreads = by_slot.median(), by_slot.apply(_sigma)
+            self.profiles[metric] = (medians[known].to_dict(), spreads[known].to_dict(), (values.median(), _sigma(values)))
 
     def _per_metric(self, metric, values, timestamps):
         medians, spreads, (overall_median, overall_spread) = self.profiles[metric]
@@ -404,6 +405,9 @@ class MotifNoveltyDetector(UnivariateDetector):
 
     def _fit(self, history):
         learned = len(history) // 2
+        if learned < self.length:
+            raise ValueError(f"{self.name} fitted on {len(history)} rows: it learns shapes of {self.length} rows from the first half "
+                             f"of its history and calibrates on the second, so it needs at least {2 * self.length}")
         self.libraries = self._learn_per_metric(history, lambda values: ShapeLibrary(self.length).fit(values[:learned]))
         return learned
 

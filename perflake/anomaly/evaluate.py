@@ -252,6 +252,7 @@ class Scored:
     levels: np.ndarray  # alert levels per test row (after the refractory rule)
     seconds: float
     contributors: np.ndarray | None = None  # per test row, what contributed most (detectors only)
+    not_learned: str = ""  # the detector's refusal of this series (e.g. a history too short for it): no alerts
 
 
 def score_series(series: Series, detector: str, params: dict, refractory_rows: int, seed: int = 0,
@@ -263,7 +264,10 @@ def score_series(series: Series, detector: str, params: dict, refractory_rows: i
     elif detector == "random":
         levels = np.random.default_rng(seed + sum(map(ord, series.name))).exponential(1 / np.log(10), len(series.test))
     else:
-        scores = detector_scores(series, lambda: make_detector(detector, **params), refit_every)
+        try:
+            scores = detector_scores(series, lambda: make_detector(detector, **params), refit_every)
+        except ValueError as refusal:  # one series a detector cannot learn does not end the run: it alerts on nothing, said
+            return Scored(series.name, np.zeros(len(series.test)), time.perf_counter() - started, not_learned=str(refusal))
         levels, contributors = scores["score"].to_numpy(), scores["contributor"].to_numpy()
     return Scored(series.name, alert_levels(levels, refractory_rows), time.perf_counter() - started, contributors)
 
@@ -303,8 +307,9 @@ def score_all(data: list[Series], detector: str, params: dict, refractory_rows: 
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(score_series, s, detector, params, refractory_rows, refit_every=refit_every): s.name for s in data}
         for done, future in enumerate(futures, 1):
-            results[futures[future]] = future.result()
-            progress(f"{detector}: {done}/{len(data)} series scored ({futures[future]})")
+            results[futures[future]] = scored = future.result()
+            refused = f"; not learned, no alerts: {scored.not_learned}" if scored.not_learned else ""
+            progress(f"{detector}: {done}/{len(data)} series scored ({futures[future]}{refused})")
     return results
 
 
@@ -322,6 +327,7 @@ class Evaluation:
     nab_scores: dict[str, float] = field(default_factory=dict)  # per NAB profile
     points_per_second: float = 0.0
     refit_every: str = ""  # the retraining schedule of a walk-forward run ("": fitted once)
+    not_learned: dict[str, str] = field(default_factory=dict)  # series the detector refused to learn (no alerts): why
 
     def metrics(self) -> dict[str, float]:
         values = self.events.as_dict()
@@ -330,6 +336,8 @@ class Evaluation:
             values |= metrics.as_dict(f"{category}.")
         if self.points_per_second:
             values["points_per_second"] = self.points_per_second
+        if self.not_learned:
+            values["series_not_learned"] = len(self.not_learned)
         return values
 
 
@@ -385,7 +393,8 @@ def evaluate(dataset: str, data: list[Series], scored: dict[str, Scored], detect
     rows = sum(len(s.test) for s in data)
     seconds = sum(x.seconds for x in scored.values())
     result = Evaluation(dataset, detector, protocol, thresholds, total, by_category, refit_every=refit_every,
-                        points_per_second=rows / seconds if seconds and detector not in BASELINES else 0.0)
+                        points_per_second=rows / seconds if seconds and detector not in BASELINES else 0.0,
+                        not_learned={name: scored[name].not_learned for name in sorted(scored) if scored[name].not_learned})
     if dataset == "nab":
         result.nab_scores = nab_scores(data, scored, thresholds, per_profile_optimum=protocol == "nab")
     return result

@@ -71,6 +71,8 @@ def log_evaluation(config: Config, evaluation, params: dict, figures: dict[str, 
         mlflow.log_params({**params, "dataset": evaluation.dataset, "detector": evaluation.detector, "protocol": evaluation.protocol})
         mlflow.log_metrics({key.replace("/", "_"): float(value) for key, value in evaluation.metrics().items()})
         mlflow.log_dict(evaluation.thresholds, "thresholds.json")
+        if evaluation.not_learned:
+            mlflow.log_dict(evaluation.not_learned, "not_learned.json")
         for file_name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{file_name}")
     return run.info.run_id

@@ -244,3 +244,19 @@ def test_a_host_where_nothing_moved_in_the_history_is_learned_quietly_and_its_fi
     scored = make_detector(name).fit(frame.iloc[:1000]).score(frame.iloc[1000:])
     assert scored["score"].idxmax() == 1200 and "error_rate" in scored.loc[1200, "contributor"]
     assert [str(warning.message) for warning in recwarn] == []
+
+
+def test_a_calendar_slot_measured_on_too_few_days_has_no_profile_of_its_own():
+    # hourly, two weeks; the 14:00 (New York) value was measured on one day only, and was odd that day
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-03-02 05:00", periods=24 * 15, freq="h", tz="UTC"),
+                          "latency": 50 + rng.normal(0, 1, 24 * 15)})
+    at_two = frame["timestamp"].dt.tz_convert("America/New_York").dt.hour == 14
+    frame.loc[at_two, "latency"] = np.nan
+    frame.loc[np.flatnonzero(at_two)[0], "latency"] = 100.0
+    detector = make_detector("seasonal_profile").fit(frame.iloc[: 24 * 14])
+    usual_at_two = frame.iloc[24 * 14 :].assign(latency=50.0)
+    scored = detector.score(usual_at_two)
+    row = np.flatnonzero(at_two.iloc[24 * 14 :])[0]
+    assert scored["score"].iloc[row] < 1, "a one-day slot was taken for a profile"
+    assert scored["expected_low"].iloc[row] < 50 < scored["expected_high"].iloc[row]

@@ -113,6 +113,26 @@ def _fitted_on_first_rows(frame: pd.DataFrame) -> ev.Series:
     return ev.Series("synthetic", fit, test, np.full(len(test), -1), "syn")
 
 
+def test_a_series_a_detector_cannot_learn_alerts_on_nothing_is_named_and_the_others_are_scored():
+    from perflake.anomaly.commands import format_row, summary_json
+
+    frame = syn.with_anomaly("spike")
+    segment = np.where(np.arange(len(frame)) == syn.START, 0, -1)
+    long_one = ev.Series("long", frame.iloc[: syn.FIT_ROWS], frame, segment, "c")
+    short_one = ev.Series("short", frame.iloc[:20], frame.iloc[:200], segment[:200], "c")  # 20 rows: no shape of 32 to learn
+    scored = {s.name: ev.score_series(s, "motif_novelty", {}, ev.DEFAULT_REFRACTORY_ROWS) for s in (long_one, short_one)}
+    refusal = ("motif_novelty fitted on 20 rows: it learns shapes of 32 rows from the first half of its history and calibrates "
+               "on the second, so it needs at least 64")
+    assert scored["short"].not_learned == refusal and not scored["short"].levels.any()
+    assert scored["long"].not_learned == "" and scored["long"].levels[syn.START] >= ev.FIXED_LEVEL
+
+    evaluation = ev.evaluate("simulated", [long_one, short_one], scored, "motif_novelty", "fixed")
+    assert evaluation.not_learned == {"short": refusal} and evaluation.metrics()["series_not_learned"] == 1
+    assert evaluation.events.detected == 1
+    assert "1 series not learned (no alerts)" in format_row(evaluation)
+    assert json.loads(summary_json([evaluation]))[0]["not_learned"] == {"short": refusal}
+
+
 def test_walk_forward_scores_each_day_with_a_detector_trained_on_the_rows_before_that_day_only():
     frame = syn.with_anomaly("level_shift")
     new_ensemble = lambda: make_detector("ensemble")  # noqa: E731
