@@ -82,15 +82,24 @@ class ScoringGrid:
 
 
 def window_bounds(timestamps: pd.Series, windows: Iterable[tuple[str, str]]) -> list[tuple[int, int]]:
-    """Row indexes of each window's first and last timestamp (both must be rows of the file)."""
-    index = {stamp: i for i, stamp in enumerate(pd.to_datetime(timestamps))}
+    """Row indexes of each window's first and last timestamp (both must be rows of the file, in that order)."""
+    index = {stamp: i for i, stamp in enumerate(utc_naive(timestamps))}
     bounds = []
     for start, end in windows:
         try:
-            bounds.append((index[pd.Timestamp(start)], index[pd.Timestamp(end)]))
+            left, right = index[utc_naive(pd.Series([start]))[0]], index[utc_naive(pd.Series([end]))[0]]
         except KeyError as missing:
             raise ValueError(f"window {start} .. {end}: timestamp {missing} is not a row of the file") from None
+        if left > right:
+            raise ValueError(f"window {start} .. {end}: its end is row {right} of the file, before its start (row {left}): "
+                             "the rows are not in time order")
+        bounds.append((left, right))
     return sorted(bounds)
+
+
+def utc_naive(timestamps: pd.Series) -> pd.Series:
+    """NAB's timestamps carry no zone; one written with a zone (``...Z``, ``+02:00``) is read as that instant in UTC."""
+    return pd.to_datetime(timestamps, utc=True).dt.tz_localize(None)
 
 
 def scoring_grid(n_rows: int, bounds: list[tuple[int, int]], profile: Profile) -> ScoringGrid:
@@ -234,14 +243,24 @@ class Corpus:
 
 
 def load_corpus(nab_dir: Path) -> Corpus:
+    """The files ``labels/combined_windows.json`` lists, each checked against its windows: a refusal names the file."""
     windows_file = nab_dir / "labels" / "combined_windows.json"
     if not windows_file.is_file():
         raise FileNotFoundError(f"{nab_dir} is not a NAB folder: {windows_file} is missing")
     windows = {name: [tuple(pair) for pair in pairs] for name, pairs in json.loads(windows_file.read_text()).items()}
     values = {}
-    for name in windows:
-        frame = pd.read_csv(nab_dir / "data" / name)
-        frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+    for name, pairs in windows.items():
+        path = nab_dir / "data" / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{windows_file} lists {name}, but {path} is missing")
+        frame = pd.read_csv(path)
+        if not {"timestamp", "value"} <= set(frame.columns):
+            raise ValueError(f"{path}: a NAB file has the columns timestamp,value; this one has {list(frame.columns)}")
+        try:
+            frame["timestamp"] = utc_naive(frame["timestamp"])
+            window_bounds(frame["timestamp"], pairs)
+        except ValueError as error:  # unreadable timestamps, or windows that are not rows of the file
+            raise ValueError(f"{path}: {error}") from None
         values[name] = frame
     return Corpus(values, windows)
 
@@ -260,7 +279,13 @@ def read_detector_outputs(results_dir: Path, corpus: Corpus) -> dict[str, np.nda
             output = pd.read_csv(handle)
         if len(output) != len(frame):
             raise ValueError(f"{found}: {len(output)} rows, but {name} has {len(frame)}")
-        outputs[name] = output["anomaly_score"].to_numpy(dtype=float)
+        if "anomaly_score" not in output.columns:
+            raise ValueError(f"{found}: no anomaly_score column; it has {list(output.columns)}")
+        scores = pd.to_numeric(output["anomaly_score"], errors="coerce")
+        if scores.isna().any():
+            row = int(scores.isna().to_numpy().argmax())
+            raise ValueError(f"{found}: the anomaly_score of row {row} is not a number ({output['anomaly_score'].iloc[row]!r})")
+        outputs[name] = scores.to_numpy(dtype=float)
     return outputs
 
 

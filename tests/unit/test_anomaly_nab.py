@@ -80,6 +80,45 @@ def test_a_window_not_on_a_row_of_the_file_is_an_error_naming_it():
         nab.window_bounds(timestamps, [("2026-01-01 00:01:00", "2026-01-01 00:20:00")])
 
 
+def _nab_folder(root: Path, files: dict[str, pd.DataFrame], windows: dict[str, list]) -> Path:
+    for name, frame in files.items():
+        (root / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(root / "data" / name, index=False)
+    (root / "labels").mkdir(exist_ok=True)
+    (root / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+    return root
+
+
+def test_a_nab_folder_that_does_not_hold_what_its_labels_say_is_refused_naming_the_file(tmp_path):
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=10, freq="5min").astype(str), "value": range(10)})
+    window = [["2026-01-01 00:10:00", "2026-01-01 00:20:00"]]
+    with pytest.raises(FileNotFoundError, match=r"combined_windows.json lists c/gone.csv, but .*data/c/gone.csv is missing"):
+        nab.load_corpus(_nab_folder(tmp_path / "gone", {"c/ok.csv": frame}, {"c/ok.csv": window, "c/gone.csv": []}))
+    with pytest.raises(ValueError, match=r"c/ok.csv: a NAB file has the columns timestamp,value; this one has \['timestamp', 'v'\]"):
+        nab.load_corpus(_nab_folder(tmp_path / "columns", {"c/ok.csv": frame.rename(columns={"value": "v"})}, {"c/ok.csv": window}))
+    with pytest.raises(ValueError, match=r"c/ok.csv: window .*: its end is row 5 of the file, before its start \(row 7\): "
+                                         "the rows are not in time order"):
+        nab.load_corpus(_nab_folder(tmp_path / "order", {"c/ok.csv": frame.iloc[::-1]}, {"c/ok.csv": window}))
+    with pytest.raises(ValueError, match=r"c/ok.csv: window .*: timestamp Timestamp\('2026-01-01 00:10:00'\) is not a row"):
+        nab.load_corpus(_nab_folder(tmp_path / "rows", {"c/ok.csv": frame.iloc[5:]}, {"c/ok.csv": window}))
+    in_utc = frame.assign(timestamp=pd.to_datetime(frame["timestamp"]).dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    corpus = nab.load_corpus(_nab_folder(tmp_path / "zoned", {"c/ok.csv": in_utc}, {"c/ok.csv": window}))
+    assert nab.window_bounds(corpus.values["c/ok.csv"]["timestamp"], corpus.windows["c/ok.csv"]) == [(2, 4)]
+
+
+def test_a_detector_output_without_a_number_for_every_row_is_refused_naming_file_and_row(tmp_path):
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=3, freq="5min").astype(str), "value": [1, 2, 3]})
+    corpus = nab.load_corpus(_nab_folder(tmp_path / "nab", {"c/s.csv": frame}, {"c/s.csv": []}))
+    (tmp_path / "mine" / "c").mkdir(parents=True)
+    output = tmp_path / "mine" / "c" / "mine_s.csv"
+    frame.assign(anomaly_score=["0.1", "high", "0.3"]).to_csv(output, index=False)
+    with pytest.raises(ValueError, match=r"mine_s.csv: the anomaly_score of row 1 is not a number \('high'\)"):
+        nab.read_detector_outputs(tmp_path / "mine", corpus)
+    frame.assign(score=0.5).to_csv(output, index=False)
+    with pytest.raises(ValueError, match=r"mine_s.csv: no anomaly_score column; it has \['timestamp', 'value', 'score'\]"):
+        nab.read_detector_outputs(tmp_path / "mine", corpus)
+
+
 @pytest.mark.parametrize("detector", ["numenta", "windowedGaussian"])
 def test_the_reference_detectors_published_final_scores_are_reproduced(detector):
     corpus = nab.load_corpus(NAB_DIR)
