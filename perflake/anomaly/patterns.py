@@ -22,9 +22,10 @@ REGIME_NAMES = {2: ("quiet", "busy"), 3: ("quiet", "normal", "peak"), 4: ("quiet
 
 
 def autocorrelation(values: np.ndarray) -> np.ndarray:
-    """Autocorrelation at every lag, by FFT, of the series with its mean removed (gaps filled)."""
-    x = pd.Series(values, dtype=float).interpolate(limit_direction="both").to_numpy()
+    """Autocorrelation at every lag, by FFT, of the series with its mean removed (gaps, and values that are not finite, filled)."""
+    x = pd.Series(values, dtype=float).replace([np.inf, -np.inf], np.nan).interpolate(limit_direction="both").to_numpy()
     x = x - x.mean()
+    x = x / (np.abs(x).max() or 1.0)  # the same correlations, without squares that overflow on very large values
     n = len(x)
     spectrum = np.fft.rfft(x, 2 * n)
     acf = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
@@ -34,8 +35,9 @@ def autocorrelation(values: np.ndarray) -> np.ndarray:
 def dominant_period(values: np.ndarray, min_period: int = 4, max_period: int | None = None) -> int | None:
     """The lag of the highest autocorrelation peak, if it is clear (above 0.3); else None."""
     values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
     max_period = max_period or len(values) // 3
-    if max_period <= min_period or np.nanstd(values) == 0:
+    if max_period <= min_period or len(finite) == 0 or finite.min() == finite.max():
         return None
     acf = autocorrelation(values)[: max_period + 1]
     peaks = [lag for lag in range(min_period, max_period) if acf[lag] >= acf[lag - 1] and acf[lag] >= acf[lag + 1]]

@@ -171,6 +171,14 @@ def test_the_season_is_found():
     assert dominant_period(np.random.default_rng(0).normal(size=2000)) is None
 
 
+def test_the_season_is_found_through_a_value_that_is_not_finite_and_at_any_scale(recwarn):
+    values = syn.clean()["value"].to_numpy()
+    values[[100, 700]] = np.inf, -np.inf  # a rate divided by zero, twice
+    assert dominant_period(values) == syn.PERIOD
+    assert dominant_period(syn.clean()["value"].to_numpy() * 1e200) == syn.PERIOD
+    assert [str(warning.message) for warning in recwarn] == []
+
+
 def test_regimes_are_named_from_the_quietest_up():
     rng = np.random.default_rng(0)
     levels = np.repeat([10.0, 50.0, 100.0, 50.0, 10.0, 100.0], 120) + rng.normal(0, 1, 720)
