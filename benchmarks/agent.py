@@ -24,6 +24,7 @@ import uuid
 
 from perflake import services
 from perflake.agent import Agent
+from perflake.agent.core import at_share
 from perflake.config import load_config
 from perflake.kafka import client_settings, consume_events, ensure_topics
 
@@ -129,8 +130,8 @@ def overhead_and_latency(config, seconds: float) -> dict:
             "service CPU s with the agent": round(with_cpu, 3),
             "overhead %": round(100 * extra / baseline_cpu, 2),
             "agent CPU per event (us)": round(extra / requests * 1e6, 2),
-            "ack latency p50 ms": round(latencies[len(latencies) // 2], 1),
-            "ack latency p99 ms": round(latencies[int(len(latencies) * 0.99)], 1),
+            "ack latency p50 ms": round(at_share(latencies, 0.5), 1),
+            "ack latency p99 ms": round(at_share(latencies, 0.99), 1),
             "acknowledged messages": len(latencies),
         }
     return figures

@@ -30,10 +30,11 @@ from pathlib import Path
 from pyspark.sql import functions as F
 
 from perflake import lake
+from perflake.agent.core import at_share
 from perflake.config import load_config
 from perflake.contracts import load_contracts
 from perflake.events import sample_events
-from perflake.kafka import encode_json, ensure_topics, produce
+from perflake.kafka import encode_json, ensure_topics, events_by_topic, produce
 from perflake.pipeline import runner
 from perflake.pipeline.silver import ENVELOPE_TEXT_DDL
 from perflake.pipeline.streams import STARTERS, family_topics
@@ -59,11 +60,8 @@ def bench_environ(name: str, drivers: str | None = None) -> dict[str, str]:
 def produce_all(config, events: list[dict], events_per_message: int = 1) -> int:
     """Send events to their family topics, ``events_per_message`` to a message (a JSON array, as
     the agents pack them; one bare envelope per message for 1); returns the JSON bytes sent."""
-    by_topic: dict[str, list[dict]] = {}
-    for event in events:
-        by_topic.setdefault(config.topic(CONTRACTS[(event["event_type"], 1)].family), []).append(event)
     sent = 0
-    for topic, topic_events in by_topic.items():
+    for topic, topic_events in events_by_topic(config, CONTRACTS, events).items():
         if events_per_message == 1:
             messages = [(event["event_id"].encode(), encode_json(event)) for event in topic_events]
         else:
@@ -171,11 +169,6 @@ def spark_floor(count: int, repeats: int = 3) -> dict:
         spark.stop()
         remove_lake(config)
     return result
-
-
-def at_share(ordered: list[float], share: float) -> float:
-    """The value ``share`` of the way up a sorted list (0.95: the p95)."""
-    return ordered[int(len(ordered) * share)]
 
 
 def commit_seconds(spark, config, warmup: int = 3, repeats: int = 12) -> dict:

@@ -101,15 +101,20 @@ def produce_json(config: Config, topic: str, records: Iterable[dict], key_field:
     return produce(config, topic, ((str(record[key_field]).encode(), encode_json(record)) for record in records))
 
 
-def produce_events(config: Config, contracts: dict, events: Iterable[dict]) -> dict[str, int]:
-    """Send envelopes to their family's topic, keyed by event_id; returns the count per topic."""
+def events_by_topic(config: Config, contracts: dict, events: Iterable[dict]) -> dict[str, list[dict]]:
+    """Envelopes grouped by their family's topic; an event of no known contract is refused."""
     by_topic: dict[str, list[dict]] = {}
     for event in events:
         contract = contracts.get((event["event_type"], event["schema_version"]))
         if contract is None:
             raise ValueError(f"no contract for event type {event['event_type']} version {event['schema_version']}")
         by_topic.setdefault(config.topic(contract.family), []).append(event)
-    return {topic: produce_json(config, topic, batch, "event_id") for topic, batch in by_topic.items()}
+    return by_topic
+
+
+def produce_events(config: Config, contracts: dict, events: Iterable[dict]) -> dict[str, int]:
+    """Send envelopes to their family's topic, keyed by event_id; returns the count per topic."""
+    return {topic: produce_json(config, topic, batch, "event_id") for topic, batch in events_by_topic(config, contracts, events).items()}
 
 
 def consume_events(config: Config, keep: Callable[[dict], bool], expected: int, timeout_s: float = 60) -> list[dict]:

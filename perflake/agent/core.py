@@ -411,8 +411,13 @@ class Agent:
         self._health["queue_depth"].set(stats["queued"])
         self._health["spool_bytes"].set(stats["spool_bytes"])
         if latencies:
-            self._health["send_latency_p50_ms"].set(latencies[len(latencies) // 2])
-            self._health["send_latency_p99_ms"].set(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))])
+            self._health["send_latency_p50_ms"].set(at_share(latencies, 0.5))
+            self._health["send_latency_p99_ms"].set(at_share(latencies, 0.99))
+
+
+def at_share(ordered: list[float], share: float) -> float:
+    """The value ``share`` of the way up a sorted, non-empty list (0.99: the p99; 1.0: the largest)."""
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
 
 
 _HEALTH_GAUGES = {"queue_depth": "count", "spool_bytes": "bytes", "send_latency_p50_ms": "ms", "send_latency_p99_ms": "ms"}

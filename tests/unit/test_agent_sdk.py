@@ -10,6 +10,7 @@ import time
 import pytest
 
 from perflake.agent import Agent, AgentUsageError
+from perflake.agent.core import at_share
 from perflake.agent.encoding import EnvelopeEncoder, Source, pack
 from perflake.agent.spool import Spool
 from perflake.contracts import load_contracts
@@ -190,3 +191,9 @@ def test_pack_fills_messages_up_to_the_limit_and_keeps_order():
 def test_timestamps_are_iso_utc_with_microseconds():
     encoder = EnvelopeEncoder(Source("s", "h", "i"), {})
     assert encoder.timestamp(1_764_000_000.123456) == "2025-11-24T16:00:00.123456+00:00"
+
+
+def test_a_share_of_the_way_up_a_sorted_list_is_one_of_its_values_and_never_past_the_end():
+    latencies = [float(ms) for ms in range(1, 101)]
+    assert (at_share(latencies, 0.5), at_share(latencies, 0.99), at_share(latencies, 1.0)) == (51.0, 100.0, 100.0)
+    assert at_share([7.0], 0.99) == 7.0
