@@ -114,7 +114,8 @@ def events_by_topic(config: Config, contracts: dict, events: Iterable[dict]) -> 
 
 def produce_events(config: Config, contracts: dict, events: Iterable[dict]) -> dict[str, int]:
     """Send envelopes to their family's topic, keyed by event_id; returns the count per topic."""
-    return {topic: produce_json(config, topic, batch, "event_id") for topic, batch in events_by_topic(config, contracts, events).items()}
+    by_topic = events_by_topic(config, contracts, events)
+    return {topic: produce_json(config, topic, batch, "event_id") for topic, batch in by_topic.items()}
 
 
 def consume_events(config: Config, keep: Callable[[dict], bool], expected: int, timeout_s: float = 60) -> list[dict]:

@@ -144,7 +144,8 @@ class Detector(ABC):
             raise RuntimeError(f"{self.name}: fit the detector before {doing}")
 
     def _calibrate(self, history: pd.DataFrame, unseen_from: int) -> TailCalibration | SurpriseCalibration:
-        return TailCalibration.fit(self._raw(history)["raw"].to_numpy(dtype=float)[unseen_from:], f"{self.name} fitted on {len(history)} rows")
+        raw = self._raw(history)["raw"].to_numpy(dtype=float)[unseen_from:]
+        return TailCalibration.fit(raw, f"{self.name} fitted on {len(history)} rows")
 
     def _levelled(self, raw: pd.DataFrame) -> pd.DataFrame:
         raw["score"] = self.calibration.level(raw["raw"].to_numpy(dtype=float))
@@ -406,8 +407,8 @@ class MotifNoveltyDetector(UnivariateDetector):
     def _fit(self, history):
         learned = len(history) // 2
         if learned < self.length:
-            raise ValueError(f"{self.name} fitted on {len(history)} rows: it learns shapes of {self.length} rows from the first half "
-                             f"of its history and calibrates on the second, so it needs at least {2 * self.length}")
+            raise ValueError(f"{self.name} fitted on {len(history)} rows: it learns shapes of {self.length} rows from the "
+                             f"first half of its history and calibrates on the second, so it needs at least {2 * self.length}")
         self.libraries = self._learn_per_metric(history, lambda values: ShapeLibrary(self.length).fit(values[:learned]))
         return learned
 

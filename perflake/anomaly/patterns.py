@@ -22,7 +22,7 @@ REGIME_NAMES = {2: ("quiet", "busy"), 3: ("quiet", "normal", "peak"), 4: ("quiet
 
 
 def autocorrelation(values: np.ndarray) -> np.ndarray:
-    """Autocorrelation at every lag, by FFT, of the series with its mean removed (gaps, and values that are not finite, filled)."""
+    """Autocorrelation at every lag, by FFT, of the series with its mean removed (gaps and values not finite filled)."""
     x = pd.Series(values, dtype=float).replace([np.inf, -np.inf], np.nan).interpolate(limit_direction="both").to_numpy()
     x = x - x.mean()
     x = x / (np.abs(x).max() or 1.0)  # the same correlations, without squares that overflow on very large values

@@ -87,7 +87,8 @@ def register_detector(config: Config, detector: Detector, params: dict, trained_
         mlflow.log_params({**params, "detector": detector.name, "trained_on": trained_on})
         # no signature: a schema would refuse the time-zone-aware timestamps the detectors read
         info = mlflow.pyfunc.log_model(name="detector", python_model=DetectorModel(detector), registered_model_name=name,
-                                       pip_requirements=MODEL_REQUIREMENTS, metadata={"detector_state_format": detectors.STATE_FORMAT})
+                                       pip_requirements=MODEL_REQUIREMENTS,
+                                       metadata={"detector_state_format": detectors.STATE_FORMAT})
     version = str(info.registered_model_version)
     if alias:
         mlflow.MlflowClient().set_registered_model_alias(name, alias, version)

@@ -149,8 +149,8 @@ def test_misuse_is_a_clear_error():
         make_detector("ewma_control").score(syn.clean())
     with pytest.raises(ValueError, match="a 'timestamp' column and at least one metric column"):
         make_detector("ewma_control").fit(syn.clean()[["value"]])
-    with pytest.raises(ValueError, match=r"median_mad fitted on 5 rows: 0 scored rows of history \(its first rows only warm it up\): "
-                                         "a detector needs at least 10"):
+    with pytest.raises(ValueError, match=r"median_mad fitted on 5 rows: 0 scored rows of history "
+                                         r"\(its first rows only warm it up\): a detector needs at least 10"):
         make_detector("median_mad").fit(syn.clean().iloc[:5])
     with pytest.raises(ValueError, match="ewma_control fitted on 12 rows: 2 scored rows"):  # an ensemble member, named
         make_detector("ensemble", members=[make_detector("ewma_control")]).fit(syn.clean().iloc[:12])

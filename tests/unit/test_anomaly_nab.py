@@ -94,8 +94,10 @@ def test_a_nab_folder_that_does_not_hold_what_its_labels_say_is_refused_naming_t
     window = [["2026-01-01 00:10:00", "2026-01-01 00:20:00"]]
     with pytest.raises(FileNotFoundError, match=r"combined_windows.json lists c/gone.csv, but .*data/c/gone.csv is missing"):
         nab.load_corpus(_nab_folder(tmp_path / "gone", {"c/ok.csv": frame}, {"c/ok.csv": window, "c/gone.csv": []}))
-    with pytest.raises(ValueError, match=r"c/ok.csv: a NAB file has the columns timestamp,value; this one has \['timestamp', 'v'\]"):
-        nab.load_corpus(_nab_folder(tmp_path / "columns", {"c/ok.csv": frame.rename(columns={"value": "v"})}, {"c/ok.csv": window}))
+    renamed = {"c/ok.csv": frame.rename(columns={"value": "v"})}
+    with pytest.raises(ValueError, match=r"c/ok.csv: a NAB file has the columns timestamp,value; "
+                                         r"this one has \['timestamp', 'v'\]"):
+        nab.load_corpus(_nab_folder(tmp_path / "columns", renamed, {"c/ok.csv": window}))
     with pytest.raises(ValueError, match=r"c/ok.csv: window .*: its end is row 5 of the file, before its start \(row 7\): "
                                          "the rows are not in time order"):
         nab.load_corpus(_nab_folder(tmp_path / "order", {"c/ok.csv": frame.iloc[::-1]}, {"c/ok.csv": window}))

@@ -46,7 +46,8 @@ def test_a_detector_registered_in_another_state_format_is_refused_when_loaded(tm
     assert mlflow.models.get_model_info(f"models:/{name}@champion").metadata == {"detector_state_format": detectors.STATE_FORMAT}
 
     monkeypatch.setattr(detectors, "STATE_FORMAT", detectors.STATE_FORMAT + 1)  # this perflake's detectors changed shape
-    refusal = "this isolation_forest detector was registered with state format 2, this perflake reads format 3: train and register it again"
+    refusal = ("this isolation_forest detector was registered with state format 2, this perflake reads format 3: "
+               "train and register it again")
     with pytest.raises(tracking.IncompatibleDetector) as refused:
         tracking.load_detector(config, name, "champion")
     assert str(refused.value).startswith(f"models:/{name}@champion: {refusal}")
