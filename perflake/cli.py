@@ -32,6 +32,7 @@ from perflake.services.process import ServiceError
 DEFAULT_SMOKE_EVENTS = 1000
 DEFAULT_RUN_EVENTS = 20000
 DEFAULT_RUN_RATE = 1000
+DATA_DIR_HELP = "labelled series laid out like NAB's or SMD's reference copy (default <ml.reference_data_dir>/<dataset>)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,12 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     run_eval.add_argument("--workers", type=_positive_int, default=2, help="processes scoring series in parallel (default %(default)s)")
     run_eval.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     run_eval.add_argument("--json", type=Path, help="also write the results as JSON here")
+    run_eval.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     run_eval.set_defaults(handler=cmd_evaluate_run)
     train = actions.add_parser("train", help="fit a detector on one series' normal rows and register it in MLflow")
     train.add_argument("--dataset", required=True, choices=_dataset_names())
     train.add_argument("--series", required=True, help="e.g. realKnownCause/nyc_taxi.csv or machine-1-6")
     train.add_argument("--detector", required=True, choices=_detector_names())
     train.add_argument("--alias", default="champion", help="alias to point at the new version (default %(default)s)")
+    train.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     train.set_defaults(handler=cmd_evaluate_train)
     score = actions.add_parser("score", help="score a CSV (timestamp + metric columns) with a registered detector, top rows explained")
     score.add_argument("csv_file", type=Path)
@@ -306,7 +309,8 @@ def cmd_evaluate_run(args: argparse.Namespace) -> int:
 
     def run() -> None:
         results = run_evaluation(get_config(), args.dataset, detectors, args.protocol.split(","), args.refractory_rows, args.workers,
-                                 track=not args.no_track, say=lambda line: print(line, flush=True), refit_every=args.refit_every)
+                                 track=not args.no_track, say=lambda line: print(line, flush=True), refit_every=args.refit_every,
+                                 data_dir=args.data_dir)
         if args.json:
             args.json.write_text(summary_json(results))
 
@@ -316,7 +320,7 @@ def cmd_evaluate_run(args: argparse.Namespace) -> int:
 def cmd_evaluate_train(args: argparse.Namespace) -> int:
     from perflake.anomaly.commands import train
 
-    return _evaluate_errors(lambda: print(train(get_config(), args.dataset, args.series, args.detector, args.alias)))
+    return _evaluate_errors(lambda: print(train(get_config(), args.dataset, args.series, args.detector, args.alias, args.data_dir)))
 
 
 def cmd_evaluate_score(args: argparse.Namespace) -> int:

@@ -30,18 +30,29 @@ def nab_score_report(results_dir: Path, nab_dir: Path, thresholds_file: Path | N
     return "\n".join(lines)
 
 
+def dataset_folder(config: Config, dataset: str, data_dir: Path | None) -> Path:
+    """``data_dir`` when given (labelled series laid out like NAB or SMD), else the reference copy under ``[ml] reference_data_dir``."""
+    if data_dir and dataset == "simulated":
+        raise ValueError("the simulated data set is generated, not read: a data folder applies to nab and smd")
+    return data_dir or config.ml.reference_data_dir / dataset
+
+
 def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols: list[str], refractory_rows: int,
-                   workers: int, track: bool, say: Callable[[str], None], refit_every: str | None = None) -> list[ev.Evaluation]:
+                   workers: int, track: bool, say: Callable[[str], None], refit_every: str | None = None,
+                   data_dir: Path | None = None) -> list[ev.Evaluation]:
     """Each detector and the baselines on one data set, under each protocol; logged to MLflow when ``track``.
 
     ``refit_every`` (a period such as ``1D``): each detector is retrained on that schedule on every
     row before (``ev.detector_scores``, ``Detector.refit``), as a deployment with nightly training would run it.
+    ``data_dir``: another folder in the data set's layout than the reference copy.
     """
     from perflake.anomaly import tracking
 
-    data = ev.load_dataset(dataset, config.ml.reference_data_dir)
+    folder = dataset_folder(config, dataset, data_dir)
+    data = ev.load_dataset(dataset, folder)
     retrained = f", detectors retrained every {refit_every}" if refit_every else ""
-    say(f"{dataset}: {len(data)} series, {sum(len(s.test) for s in data):,} rows to score{retrained}")
+    source = "" if dataset == "simulated" else f" from {folder}"
+    say(f"{dataset}: {len(data)} series, {sum(len(s.test) for s in data):,} rows to score{source}{retrained}")
     results = []
     for detector in [*ev.BASELINES, *detectors]:
         scored = ev.score_all(data, detector, {}, refractory_rows, workers, progress=say, refit_every=refit_every)
@@ -51,7 +62,7 @@ def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols
             say(format_row(evaluation))
             if track:
                 figures = {} if detector in ev.BASELINES else plots(data, scored, evaluation)
-                params = {"refractory_rows": refractory_rows, "refit_every": refit_every or "never"}
+                params = {"refractory_rows": refractory_rows, "refit_every": refit_every or "never", "data_dir": str(folder)}
                 tracking.log_evaluation(config, evaluation, params, figures)
     return results
 
@@ -77,11 +88,12 @@ def format_row(e: ev.Evaluation) -> str:
             f"({events.detected}/{events.events} events, {events.alerts} alerts){refused}{nab_part}{culprits}{speed}")
 
 
-def train(config: Config, dataset: str, series_name: str, detector_name: str, alias: str | None) -> str:
+def train(config: Config, dataset: str, series_name: str, detector_name: str, alias: str | None,
+          data_dir: Path | None = None) -> str:
     """Fit a detector on one series' normal rows, log and register it; says what it registered."""
     from perflake.anomaly import tracking
 
-    data = {s.name: s for s in ev.load_dataset(dataset, config.ml.reference_data_dir)}
+    data = {s.name: s for s in ev.load_dataset(dataset, dataset_folder(config, dataset, data_dir))}
     if series_name not in data:
         raise ValueError(f"no series {series_name!r} in {dataset}; e.g. {', '.join(sorted(data)[:3])}")
     series = data[series_name]

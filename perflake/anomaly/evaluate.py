@@ -231,15 +231,15 @@ FILE_DATASETS: dict[str, Callable[[Path], list[Series]]] = {"nab": nab_series, "
 DATASETS = [*FILE_DATASETS, "simulated"]
 
 
-def load_dataset(name: str, data_dir: Path) -> list[Series]:
-    """A data set by name: ``nab`` and ``smd`` read from ``data_dir``, ``simulated`` is generated."""
+def load_dataset(name: str, folder: Path) -> list[Series]:
+    """A data set by name: ``nab`` and ``smd`` read from ``folder`` (laid out as NAB's or SMD's own), ``simulated`` is generated."""
     if name == "simulated":
         return simulated_series()
     if name not in FILE_DATASETS:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
-    folder = data_dir / name
     if not folder.is_dir():
-        raise FileNotFoundError(f"data set {name!r} not found at {folder} (set [ml] reference_data_dir, or PERFLAKE__ML__REFERENCE_DATA_DIR)")
+        raise FileNotFoundError(f"data set {name!r} not found at {folder} "
+                                "(--data-dir, or [ml] reference_data_dir / PERFLAKE__ML__REFERENCE_DATA_DIR)")
     return FILE_DATASETS[name](folder)
 
 

@@ -63,8 +63,8 @@ def test_a_walk_forward_result_names_its_retraining_schedule_and_a_fitted_once_r
 def test_an_unknown_protocol_or_data_set_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="unknown threshold protocol 'best'"):
         ev.choose_thresholds("smd", {}, {}, "best")
-    with pytest.raises(FileNotFoundError, match=r"data set 'smd' not found at .*smd \(set \[ml\] reference_data_dir"):
-        ev.load_dataset("smd", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"data set 'smd' not found at .*smd \(--data-dir, or \[ml\] reference_data_dir"):
+        ev.load_dataset("smd", tmp_path / "smd")
 
 
 def _smd_machine(folder, labels: str, metrics: int = 2) -> None:

@@ -142,3 +142,27 @@ def test_nab_score_cli_prints_the_three_profiles(tmp_path):
     thresholds = NAB_DIR / "reference_detectors" / "thresholds.json"
     assert main(["evaluate", "nab-score", str(results), "--thresholds", str(thresholds), "--nab-dir", str(NAB_DIR)]) == 0
     assert main(["evaluate", "nab-score", str(tmp_path / "nothing"), "--nab-dir", str(NAB_DIR)]) == 2
+
+
+def test_evaluate_run_reads_any_folder_in_nab_layout(tmp_path, capsys):
+    from perflake.cli import main
+
+    rows = 1000
+    values = 50 + 10 * np.sin(np.arange(rows) / 30) + np.random.default_rng(0).normal(0, 1, rows)
+    spiked = values.copy()
+    spiked[800] += 60
+    stamps = pd.date_range("2026-01-01", periods=rows, freq="5min")
+    window = [[str(stamps[790]), str(stamps[810])]]
+    folder = _nab_folder(tmp_path / "mine", {"c/spiked.csv": pd.DataFrame({"timestamp": stamps, "value": spiked}),
+                                             "c/clean.csv": pd.DataFrame({"timestamp": stamps, "value": values})},
+                         {"c/spiked.csv": window, "c/clean.csv": []})
+    results = tmp_path / "results.json"
+    command = ["evaluate", "run", "--dataset", "nab", "--data-dir", str(folder), "--detector", "median_mad", "--protocol", "fixed",
+               "--no-track", "--workers", "1", "--json", str(results)]
+    assert main(command) == 0
+    assert f"nab: 2 series, 2,000 rows to score from {folder}" in capsys.readouterr().out
+    median_mad = next(row for row in json.loads(results.read_text()) if row["detector"] == "median_mad")
+    assert (median_mad["event_recall"], median_mad["alert_precision"]) == (1.0, 1.0)
+
+    assert main(["evaluate", "run", "--dataset", "simulated", "--data-dir", str(folder), "--detector", "median_mad"]) == 2
+    assert "the simulated data set is generated, not read" in capsys.readouterr().err
