@@ -32,7 +32,6 @@ A detector is fitted once on a series' fit rows, or retrained on a schedule on e
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -174,16 +173,21 @@ def nab_series(nab_dir: Path) -> list[Series]:
 
 
 def smd_series(smd_dir: Path) -> list[Series]:
-    """Each SMD machine with a test label file: fitted on its train part, scored on its test part."""
+    """Each SMD machine under ``test/``: fitted on its part in ``train/``, scored on its test part against ``test_label/``.
+
+    Files as OmniAnomaly publishes them (``machine-x-y.txt``) or gzipped (``.txt.gz``, the reference copy here).
+    """
     result = []
-    for test_file in sorted((smd_dir / "test").glob("machine-*.txt.gz")):
-        machine = test_file.name.removesuffix(".txt.gz")
+    for test_file in sorted([*(smd_dir / "test").glob("machine-*.txt"), *(smd_dir / "test").glob("machine-*.txt.gz")]):
+        machine, suffix = test_file.name.split(".", 1)
         labels = np.loadtxt(smd_dir / "test_label" / f"{machine}.txt", dtype=int)
-        train = _smd_frame(smd_dir / "train" / f"{machine}.txt.gz", SMD_START)
+        train = _smd_frame(smd_dir / "train" / f"{machine}.{suffix}", SMD_START)
         # the test half follows the train half: a learning detector must see its rows as new, not as moments it learned
         test = _smd_frame(test_file, train["timestamp"].iloc[-1] + pd.Timedelta(minutes=1))
         if len(labels) != len(test):
             raise ValueError(f"{machine}: {len(labels)} labels for {len(test)} test rows")
+        if len(train.columns) != len(test.columns):
+            raise ValueError(f"{machine}: {len(train.columns) - 1} metrics in train/, {len(test.columns) - 1} in test/")
         segment = segments_of(labels)
         culprits = _smd_culprits(smd_dir / "interpretation_label" / f"{machine}.txt", segment, metric_columns(test))
         result.append(Series(machine, train, test, segment, "smd", culprits=culprits))
@@ -210,8 +214,7 @@ def _smd_culprits(path: Path, segment: np.ndarray, metrics: list[str]) -> dict[i
 
 
 def _smd_frame(path: Path, start: pd.Timestamp) -> pd.DataFrame:
-    with gzip.open(path, "rt") as handle:
-        values = pd.read_csv(handle, header=None)
+    values = pd.read_csv(path, header=None)  # gzipped or not, by its name
     values.columns = [f"m{i:02d}" for i in values.columns]
     return pd.concat([pd.DataFrame({"timestamp": start + pd.to_timedelta(np.arange(len(values)), unit="min")}), values], axis=1)
 

@@ -69,7 +69,7 @@ def test_an_unknown_protocol_or_data_set_is_an_error(tmp_path):
 
 def _smd_machine(folder, labels: str, metrics: int = 2) -> None:
     for part, rows in (("train", 5), ("test", len(labels.split()))):
-        (folder / part).mkdir()
+        (folder / part).mkdir(parents=True)
         with gzip.open(folder / part / "machine-9-9.txt.gz", "wt") as handle:
             handle.write("\n".join(",".join(["0.1"] * metrics) for _ in range(rows)))
     (folder / "test_label").mkdir()
@@ -82,6 +82,23 @@ def test_smd_test_rows_follow_the_train_rows_in_time(tmp_path):
     assert series.test["timestamp"].iloc[0] == series.fit["timestamp"].iloc[-1] + pd.Timedelta(minutes=1)
     assert series.segment.tolist() == [-1, -1, 0, -1]
     assert series.culprits == {}  # no interpretation labels: nothing to say who was at fault
+
+
+def test_smd_files_as_omnianomaly_publishes_them_uncompressed_read_as_the_gzipped_ones(tmp_path):
+    _smd_machine(tmp_path / "gzipped", "0\n0\n1\n0\n")
+    plain = tmp_path / "plain"
+    for part in ("train", "test", "test_label"):
+        (plain / part).mkdir(parents=True)
+    for part in ("train", "test"):
+        with gzip.open(tmp_path / "gzipped" / part / "machine-9-9.txt.gz", "rt") as handle:
+            (plain / part / "machine-9-9.txt").write_text(handle.read())
+    (plain / "test_label" / "machine-9-9.txt").write_text("0\n0\n1\n0\n")
+    [gzipped], [uncompressed] = ev.smd_series(tmp_path / "gzipped"), ev.smd_series(plain)
+    pd.testing.assert_frame_equal(uncompressed.fit, gzipped.fit)
+    pd.testing.assert_frame_equal(uncompressed.test, gzipped.test)
+    (plain / "train" / "machine-9-9.txt").write_text("0.1\n" * 5)  # one metric where the test part has two
+    with pytest.raises(ValueError, match="machine-9-9: 1 metrics in train/, 2 in test/"):
+        ev.smd_series(plain)
 
 
 def test_a_true_alert_is_explained_when_its_contributor_is_a_labelled_culprit(tmp_path):
