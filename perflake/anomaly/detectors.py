@@ -300,7 +300,8 @@ class HoltWintersResidual(UnivariateDetector):
         forecast, spread = np.full(n, np.nan), np.full(n, np.nan)
         # the season starts as the first full period's shape around its mean
         first = values[:period] if period and n >= period else np.zeros(1)
-        seasonal = np.nan_to_num(first - np.nanmean(first)) if period and n >= period else np.zeros(1)
+        measured = np.isfinite(first)  # a slot not measured in the first period starts at 0
+        seasonal = np.where(measured, first - (first[measured].mean() if measured.any() else 0.0), 0.0)
         level, error, decay = None, None, 2.0 / (self.error_span + 1)
         for i, x in enumerate(values):
             if not math.isfinite(x):

@@ -135,6 +135,16 @@ def test_a_poll_that_brings_no_rows_scores_none_and_changes_nothing(name):
     np.testing.assert_array_equal(detector.update(stream)["score"], undisturbed.update(stream)["score"])
 
 
+@pytest.mark.parametrize("name", [name for name in DETECTORS if name not in ("sequence_surprise", "motif_novelty", "ensemble")])
+def test_a_metric_the_history_never_measured_is_learned_quietly_and_the_others_still_score(name, recwarn):
+    frame = syn.with_anomaly("spike").assign(latency=np.nan)
+    scored = make_detector(name).fit(frame.iloc[: syn.FIT_ROWS]).score(frame)
+    spike = scored["score"].iloc[syn.START : syn.START + 3]  # feature models see a spike in its difference a row later too
+    assert spike.max() > scored["score"].iloc[syn.FIT_ROWS : syn.START].max()
+    assert "value" in scored.loc[spike.idxmax(), "contributor"]
+    assert [str(warning.message) for warning in recwarn] == []
+
+
 @pytest.mark.parametrize("name", ["sequence_surprise", "motif_novelty", "ensemble"])
 def test_a_metric_with_nothing_to_learn_from_is_named(name):
     frame = syn.clean().assign(latency=np.nan)  # a metric the history never measured
