@@ -320,7 +320,8 @@ def cmd_evaluate_run(args: argparse.Namespace) -> int:
 def cmd_evaluate_train(args: argparse.Namespace) -> int:
     from perflake.anomaly.commands import train
 
-    return _evaluate_errors(lambda: print(train(get_config(), args.dataset, args.series, args.detector, args.alias, args.data_dir)))
+    return _evaluate_errors(lambda: print(train(get_config(), args.dataset, args.series, args.detector, args.alias,
+                                                args.data_dir)))
 
 
 def cmd_evaluate_score(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ def nab_score_report(results_dir: Path, nab_dir: Path, thresholds_file: Path | N
 
 
 def dataset_folder(config: Config, dataset: str, data_dir: Path | None) -> Path:
-    """``data_dir`` when given (labelled series laid out like NAB or SMD), else the reference copy under ``[ml] reference_data_dir``."""
+    """``data_dir`` when given (labelled series in NAB's or SMD's layout), else the reference copy in ``[ml]``."""
     if data_dir and dataset == "simulated":
         raise ValueError("the simulated data set is generated, not read: a data folder applies to nab and smd")
     return data_dir or config.ml.reference_data_dir / dataset

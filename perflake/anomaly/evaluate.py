@@ -235,7 +235,7 @@ DATASETS = [*FILE_DATASETS, "simulated"]
 
 
 def load_dataset(name: str, folder: Path) -> list[Series]:
-    """A data set by name: ``nab`` and ``smd`` read from ``folder`` (laid out as NAB's or SMD's own), ``simulated`` is generated."""
+    """A data set by name: ``nab`` and ``smd`` read from ``folder`` (in NAB's or SMD's layout), ``simulated`` is generated."""
     if name == "simulated":
         return simulated_series()
     if name not in FILE_DATASETS:

@@ -157,8 +157,8 @@ def test_evaluate_run_reads_any_folder_in_nab_layout(tmp_path, capsys):
                                              "c/clean.csv": pd.DataFrame({"timestamp": stamps, "value": values})},
                          {"c/spiked.csv": window, "c/clean.csv": []})
     results = tmp_path / "results.json"
-    command = ["evaluate", "run", "--dataset", "nab", "--data-dir", str(folder), "--detector", "median_mad", "--protocol", "fixed",
-               "--no-track", "--workers", "1", "--json", str(results)]
+    command = ["evaluate", "run", "--dataset", "nab", "--data-dir", str(folder), "--detector", "median_mad",
+               "--protocol", "fixed", "--no-track", "--workers", "1", "--json", str(results)]
     assert main(command) == 0
     assert f"nab: 2 series, 2,000 rows to score from {folder}" in capsys.readouterr().out
     median_mad = next(row for row in json.loads(results.read_text()) if row["detector"] == "median_mad")
