@@ -1,8 +1,8 @@
 """MLflow: an evaluation run is tracked; a detector registered with an alias loads back and scores the same."""
 
 import mlflow
-import pytest
 import numpy as np
+import pytest
 
 from perflake.anomaly import detectors, tracking
 from perflake.anomaly.detectors import make_detector
@@ -45,9 +45,10 @@ def test_a_detector_registered_in_another_state_format_is_refused_when_loaded(tm
     name, _ = tracking.register_detector(config, detector, {"seed": 0}, "synthetic", "champion")
     assert mlflow.models.get_model_info(f"models:/{name}@champion").metadata == {"detector_state_format": detectors.STATE_FORMAT}
 
-    monkeypatch.setattr(detectors, "STATE_FORMAT", detectors.STATE_FORMAT + 1)  # this perflake's detectors changed shape
-    refusal = ("this isolation_forest detector was registered with state format 2, this perflake reads format 3: "
-               "train and register it again")
+    registered = detectors.STATE_FORMAT
+    monkeypatch.setattr(detectors, "STATE_FORMAT", registered + 1)  # this perflake's detectors changed shape
+    refusal = (f"this isolation_forest detector was registered with state format {registered}, this perflake reads format "
+               f"{registered + 1}: train and register it again")
     with pytest.raises(tracking.IncompatibleDetector) as refused:
         tracking.load_detector(config, name, "champion")
     assert str(refused.value).startswith(f"models:/{name}@champion: {refusal}")
@@ -66,5 +67,6 @@ def test_a_detector_registered_before_formats_were_recorded_is_refused(tmp_path,
 
     monkeypatch.setattr(tracking.DetectorModel, "__init__", without_format)
     name, version = tracking.register_detector(config, detector, {}, "synthetic", None)
-    with pytest.raises(tracking.IncompatibleDetector, match=r"state format unrecorded \(1\), this perflake reads format 2"):
+    refusal = rf"state format unrecorded \(1\), this perflake reads format {detectors.STATE_FORMAT}:"
+    with pytest.raises(tracking.IncompatibleDetector, match=refusal):
         tracking.load_detector(config, name, version)
