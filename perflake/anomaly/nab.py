@@ -82,12 +82,15 @@ class ScoringGrid:
 
 
 def window_bounds(timestamps: pd.Series, windows: Iterable[tuple[str, str]]) -> list[tuple[int, int]]:
-    """Row indexes of each window's first and last timestamp (both must be rows of the file, in that order)."""
-    index = {stamp: i for i, stamp in enumerate(utc_naive(timestamps))}
+    """Row indexes of each window's first and last timestamp (both must be rows of the file, in that order).
+
+    ``timestamps`` as ``load_corpus`` reads them (``utc_naive``); the windows' are read the same way here.
+    """
+    index = {stamp: i for i, stamp in enumerate(pd.to_datetime(timestamps))}
     bounds = []
     for start, end in windows:
         try:
-            left, right = index[utc_naive(pd.Series([start]))[0]], index[utc_naive(pd.Series([end]))[0]]
+            left, right = (index[stamp] for stamp in utc_naive(pd.Series([start, end])))
         except KeyError as missing:
             raise ValueError(f"window {start} .. {end}: timestamp {missing} is not a row of the file") from None
         if left > right:
