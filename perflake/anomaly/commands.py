@@ -30,10 +30,13 @@ def nab_score_report(results_dir: Path, nab_dir: Path, thresholds_file: Path | N
     return "\n".join(lines)
 
 
-def dataset_folder(config: Config, dataset: str, data_dir: Path | None) -> Path:
-    """``data_dir`` when given (labelled series in NAB's or SMD's layout), else the reference copy in ``[ml]``."""
-    if data_dir and dataset == "simulated":
-        raise ValueError("the simulated data set is generated, not read: a data folder applies to nab and smd")
+def dataset_folder(config: Config, dataset: str, data_dir: Path | None) -> Path | None:
+    """``data_dir`` when given (labelled series in NAB's or SMD's layout), else the reference copy in ``[ml]``;
+    none for the simulated data set, which is generated."""
+    if dataset == "simulated":
+        if data_dir:
+            raise ValueError("the simulated data set is generated, not read: a data folder applies to nab and smd")
+        return None
     return data_dir or config.ml.reference_data_dir / dataset
 
 
@@ -51,7 +54,7 @@ def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols
     folder = dataset_folder(config, dataset, data_dir)
     data = ev.load_dataset(dataset, folder)
     retrained = f", detectors retrained every {refit_every}" if refit_every else ""
-    source = "" if dataset == "simulated" else f" from {folder}"
+    source = f" from {folder}" if folder else ""
     say(f"{dataset}: {len(data)} series, {sum(len(s.test) for s in data):,} rows to score{source}{retrained}")
     results = []
     for detector in [*ev.BASELINES, *detectors]:
@@ -62,7 +65,8 @@ def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols
             say(format_row(evaluation))
             if track:
                 figures = {} if detector in ev.BASELINES else plots(data, scored, evaluation)
-                params = {"refractory_rows": refractory_rows, "refit_every": refit_every or "never", "data_dir": str(folder)}
+                params = {"refractory_rows": refractory_rows, "refit_every": refit_every or "never",
+                          **({"data_dir": str(folder)} if folder else {})}
                 tracking.log_evaluation(config, evaluation, params, figures)
     return results
 

@@ -234,7 +234,7 @@ FILE_DATASETS: dict[str, Callable[[Path], list[Series]]] = {"nab": nab_series, "
 DATASETS = [*FILE_DATASETS, "simulated"]
 
 
-def load_dataset(name: str, folder: Path) -> list[Series]:
+def load_dataset(name: str, folder: Path | None) -> list[Series]:
     """A data set by name: ``nab`` and ``smd`` read from ``folder`` (in NAB's or SMD's layout), ``simulated`` is generated."""
     if name == "simulated":
         return simulated_series()
