@@ -13,6 +13,11 @@ from tests import synthetic as syn
 # the detectors without a model of the season cannot tell a seasonal break from the season
 # (docs/anomaly-detection.md)
 SEASON_BLIND = {"median_mad", "ewma_control", "sequence_surprise"}
+# the detectors that refuse a metric the history never measured, naming it; the others learn the rest
+NEED_EVERY_METRIC = ("sequence_surprise", "motif_novelty", "ensemble")
+# motif_novelty compares shapes only: after a flat history every shape is equally new (distance 1),
+# no newer than a noisy metric's shapes usually are
+SEES_A_FLAT_METRIC_MOVE = [name for name in DETECTORS if name != "motif_novelty"]
 
 
 def scores(name: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -135,7 +140,7 @@ def test_a_poll_that_brings_no_rows_scores_none_and_changes_nothing(name):
     np.testing.assert_array_equal(detector.update(stream)["score"], undisturbed.update(stream)["score"])
 
 
-@pytest.mark.parametrize("name", [name for name in DETECTORS if name not in ("sequence_surprise", "motif_novelty", "ensemble")])
+@pytest.mark.parametrize("name", [name for name in DETECTORS if name not in NEED_EVERY_METRIC])
 def test_a_metric_the_history_never_measured_is_learned_quietly_and_the_others_still_score(name, recwarn):
     frame = syn.with_anomaly("spike").assign(latency=np.nan)
     scored = make_detector(name).fit(frame.iloc[: syn.FIT_ROWS]).score(frame)
@@ -145,7 +150,7 @@ def test_a_metric_the_history_never_measured_is_learned_quietly_and_the_others_s
     assert [str(warning.message) for warning in recwarn] == []
 
 
-@pytest.mark.parametrize("name", ["sequence_surprise", "motif_novelty", "ensemble"])
+@pytest.mark.parametrize("name", NEED_EVERY_METRIC)
 def test_a_metric_with_nothing_to_learn_from_is_named(name):
     frame = syn.clean().assign(latency=np.nan)  # a metric the history never measured
     with pytest.raises(ValueError, match="metric 'latency'"):
@@ -229,9 +234,7 @@ def test_the_sequence_model_learns_only_what_it_streams():
         make_detector("sequence_surprise").fit(frame.iloc[:50].assign(value=np.nan))
 
 
-# motif_novelty compares shapes only: after a flat history every shape is equally new (distance 1),
-# no newer than a noisy metric's shapes usually are
-@pytest.mark.parametrize("name", [name for name in DETECTORS if name != "motif_novelty"])
+@pytest.mark.parametrize("name", SEES_A_FLAT_METRIC_MOVE)
 def test_a_metric_that_never_moved_in_the_history_is_seen_when_it_does(name):
     # an endpoint's error rate at zero all through the history, then a burst of errors
     rng = np.random.default_rng(1)
@@ -246,7 +249,7 @@ def test_a_metric_that_never_moved_in_the_history_is_seen_when_it_does(name):
     assert "error_rate" in scored.loc[during.idxmax(), "contributor"]
 
 
-@pytest.mark.parametrize("name", [name for name in DETECTORS if name != "motif_novelty"])
+@pytest.mark.parametrize("name", SEES_A_FLAT_METRIC_MOVE)
 def test_a_host_where_nothing_moved_in_the_history_is_learned_quietly_and_its_first_move_seen(name, recwarn):
     frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=1300, freq="min", tz="UTC"),
                           "queue_depth": 3.0, "error_rate": 0.0})
