@@ -10,7 +10,7 @@ import pandas as pd
 
 from perflake.anomaly import evaluate as ev
 from perflake.anomaly import nab
-from perflake.anomaly.detectors import make_detector
+from perflake.anomaly.detectors import Detector, make_detector
 from perflake.config import Config
 
 PLOTTED_SERIES = 6
@@ -103,7 +103,14 @@ def train(config: Config, dataset: str, series_name: str, detector_name: str, al
     series = data[series_name]
     detector = make_detector(detector_name).fit(series.fit)
     name, version = tracking.register_detector(config, detector, {"dataset": dataset}, f"{dataset}:{series_name}", alias)
-    return f"registered {name} version {version}" + (f" as @{alias}" if alias else "") + f" (tracking: {config.ml.tracking_uri})"
+    registered = f"registered {name} version {version}" + (f" as @{alias}" if alias else "")
+    return "\n".join([f"{registered} (tracking: {config.ml.tracking_uri})", *not_learned_lines(detector)])
+
+
+def not_learned_lines(detector: Detector) -> list[str]:
+    """One line per metric the detector could not learn from its history: it watches the others meanwhile."""
+    return [f"  metric {metric!r} not scored until a refit learns it: {why}"
+            for metric, why in detector.metrics_not_learned().items()]
 
 
 def score_file(config: Config, model: str, alias: str, csv_file: Path, top: int) -> str:
@@ -116,7 +123,7 @@ def score_file(config: Config, model: str, alias: str, csv_file: Path, top: int)
     frame["timestamp"] = pd.to_datetime(frame["timestamp"])
     detector = tracking.load_detector(config, model, alias)
     scored = detector.score(frame)
-    lines = [f"{model}@{alias} ({detector.family}) on {csv_file}: {len(frame)} rows"]
+    lines = [f"{model}@{alias} ({detector.family}) on {csv_file}: {len(frame)} rows", *not_learned_lines(detector)]
     for row in scored.sort_values("score", ascending=False).head(top).index:
         lines.append(f"  {frame['timestamp'].iloc[row]}  {detector.explain(scored, row)}")
     return "\n".join(lines)

@@ -109,6 +109,7 @@ class Detector(ABC):
 
     calibration: TailCalibration | SurpriseCalibration | None = None
     _tail: pd.DataFrame | None = None
+    _not_learned: dict[str, str] = {}  # metric: why (metrics_not_learned)
 
     def fit(self, history: pd.DataFrame) -> Detector:
         """Learn what normal looks like from ``history`` (a frame of normal or mostly normal rows)."""
@@ -125,6 +126,23 @@ class Detector(ABC):
         streams keeps what it learned instead (``sequence_surprise``).
         """
         return self.fit(history)
+
+    def metrics_not_learned(self) -> dict[str, str]:
+        """Metrics of the fit history this detector could not learn, and why: not scored until a refit learns them.
+
+        A detector that learns each metric's normal from the history (a profile, a sequence model,
+        shapes, a model of feature vectors) cannot learn one the history never measured (a new
+        endpoint, an agent that only now reports it); it watches the host's other metrics
+        meanwhile. Detectors that read only the rows before each row have none.
+        """
+        return dict(self._not_learned)
+
+    def _keep_not_learned(self, history: pd.DataFrame, refused: dict[str, str]) -> None:
+        """Keeps the metrics of ``history`` it could not learn, with why; refuses a history where it could learn none."""
+        self._not_learned = refused
+        if len(refused) == len(metric_columns(history)):
+            raise ValueError(f"{self.name}: no metric to learn from: "
+                             + "; ".join(f"metric {metric!r}: {why}" for metric, why in refused.items()))
 
     def _keep_context(self, rows: pd.DataFrame) -> None:
         self._tail = rows.tail(self.context_rows).reset_index(drop=True)
@@ -216,14 +234,21 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
 
 class UnivariateDetector(Detector):
     def _learn_per_metric(self, history: pd.DataFrame, learn: Callable[[np.ndarray], object]) -> dict[str, object]:
-        """``learn(values)`` for each metric of ``history``; a refusal names the metric it came from."""
-        learned = {}
-        for metric in metric_columns(history):
+        """``learn(values)`` for each metric of ``history``; a metric it refuses is left out, with why."""
+        learned, refused = self._learn_each(history, metric_columns(history), learn)
+        self._keep_not_learned(history, refused)
+        return learned
+
+    @staticmethod
+    def _learn_each(history: pd.DataFrame, metrics: list[str], learn: Callable[[np.ndarray], object]) -> tuple[dict, dict]:
+        """What ``learn`` made of each metric, and why it refused the others."""
+        learned, refused = {}, {}
+        for metric in metrics:
             try:
                 learned[metric] = learn(history[metric].to_numpy(dtype=float))
             except ValueError as error:
-                raise ValueError(f"{self.name}, metric {metric!r}: {error}") from error
-        return learned
+                refused[metric] = str(error)
+        return learned, refused
 
     @abstractmethod
     def _per_metric(self, metric: str, values: np.ndarray, timestamps: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -231,7 +256,9 @@ class UnivariateDetector(Detector):
 
     def _raw(self, frame: pd.DataFrame) -> pd.DataFrame:
         metrics = metric_columns(frame)
-        per_metric = [self._per_metric(m, frame[m].to_numpy(dtype=float), frame["timestamp"]) for m in metrics]
+        unscored = (np.full(len(frame), np.nan),) * 3
+        per_metric = [self._per_metric(m, frame[m].to_numpy(dtype=float), frame["timestamp"]) if m not in self._not_learned
+                      else unscored for m in metrics]
         raws = np.vstack([np.nan_to_num(raw, nan=-np.inf) for raw, _, _ in per_metric])
         top = raws.argmax(axis=0)
         rows = np.arange(len(frame))
@@ -298,16 +325,21 @@ class HoltWintersResidual(UnivariateDetector):
     def _per_metric(self, metric, values, timestamps):
         n, period = len(values), self.period or 0
         forecast, spread = np.full(n, np.nan), np.full(n, np.nan)
-        # the season starts as the first full period's shape around its mean
-        first = values[:period] if period and n >= period else np.zeros(1)
-        measured = np.isfinite(first)  # a slot not measured in the first period starts at 0
-        seasonal = np.where(measured, first - (first[measured].mean() if measured.any() else 0.0), 0.0)
+        # the season starts as the shape around its mean of the first full period from the metric's first value
+        # (a metric first measured mid-stream starts its season there)
+        measured_rows = np.flatnonzero(np.isfinite(values))
+        start = int(measured_rows[0]) if len(measured_rows) else n
+        seasonal = np.zeros(1)
+        if period and n - start >= period:
+            first = np.roll(values[start : start + period], start % period)  # index by slot, i % period
+            measured = np.isfinite(first)  # a slot not measured in the first period starts at 0
+            seasonal = np.where(measured, first - first[measured].mean(), 0.0)
         level, error, decay = None, None, 2.0 / (self.error_span + 1)
         for i, x in enumerate(values):
             if not math.isfinite(x):
                 continue
-            slot = i % period if period and n >= period else 0
-            if level is None or i < len(seasonal):  # the first period set the season: no forecast of it
+            slot = i % period if len(seasonal) > 1 else 0
+            if level is None or i < start + len(seasonal):  # the first period set the season: no forecast of it
                 level = x - seasonal[slot]
                 continue
             predicted = level + seasonal[slot]
@@ -372,15 +404,18 @@ class SeasonalProfileDetector(UnivariateDetector):
     def _fit(self, history):
         slots = seasonal_slots(history["timestamp"], self.slot, self.timezone).to_numpy()
         days = history["timestamp"].dt.date
-        self.profiles = {}
-        for metric in metric_columns(history):
-            values = history[metric].astype(float)
-            measured = values.notna().to_numpy()  # a slot is known from the days its metric was measured on
-            values, slot = values[measured], slots[measured]
+
+        def profile(values: np.ndarray) -> tuple[dict, dict, tuple[float, float]]:
+            measured = np.isfinite(values)  # a slot is known from the days its metric was measured on
+            if not measured.any():
+                raise ValueError("no value measured in the fit history")
+            values, slot = pd.Series(values[measured]), slots[measured]
             known = days[measured].groupby(slot).nunique() >= self.min_days
             by_slot = values.groupby(slot)
             medians, spreads = by_slot.median(), by_slot.apply(_sigma)
-            self.profiles[metric] = (medians[known].to_dict(), spreads[known].to_dict(), (values.median(), _sigma(values)))
+            return medians[known].to_dict(), spreads[known].to_dict(), (values.median(), _sigma(values))
+
+        self.profiles = self._learn_per_metric(history, profile)
 
     def _per_metric(self, metric, values, timestamps):
         medians, spreads, (overall_median, overall_spread) = self.profiles[metric]
@@ -542,13 +577,12 @@ class SequenceSurpriseDetector(UnivariateDetector):
 
     def _fit(self, history):
         self.learned_until = history["timestamp"].max()
+        self.models = self._learn_per_metric(history, self._learned)
 
-        def learned(values: np.ndarray) -> SequenceModel:
-            model = SequenceModel.over_range_of(values, self.bins, self.offsets, self.range_padding)
-            model.run(values)
-            return model
-
-        self.models = self._learn_per_metric(history, learned)
+    def _learned(self, values: np.ndarray) -> SequenceModel:
+        model = SequenceModel.over_range_of(values, self.bins, self.offsets, self.range_padding)
+        model.run(values)
+        return model
 
     def _calibrate(self, history, unseen_from):
         return SurpriseCalibration()
@@ -561,7 +595,8 @@ class SequenceSurpriseDetector(UnivariateDetector):
         """Keeps the model it learned while streaming and learns the rows of ``history`` it has not seen.
 
         It needs no retraining: a model learned from scratch on the same rows would differ only in
-        its levels' range, now stretched by every anomaly in them.
+        its levels' range, now stretched by every anomaly in them. A metric it could not learn
+        before (never measured) is learned from ``history`` now if it was measured since.
         """
         if self.calibration is None:
             return self.fit(history)
@@ -569,6 +604,8 @@ class SequenceSurpriseDetector(UnivariateDetector):
         unseen = history[history["timestamp"] > self.learned_until]
         if len(unseen):
             self.update(unseen)
+        newly, self._not_learned = self._learn_each(history, list(self._not_learned), self._learned)
+        self.models.update(newly)
         return self
 
     def update(self, new_rows):
@@ -601,8 +638,12 @@ class FeatureModelDetector(Detector):
         return features.replace([np.inf, -np.inf], np.nan).fillna(0.0).clip(-50, 50)
 
     def _fit(self, history):
+        self._keep_not_learned(history, {metric: "no value measured in the fit history"
+                                         for metric in metric_columns(history) if history[metric].isna().all()})
         features = self.features(history)
-        self.columns = list(features.columns)
+        # a metric the history never measured has features all missing (read as 0) there: every row measuring it would be far out
+        self.columns = [column for column in features.columns if contributing_metric(column) not in self._not_learned]
+        features = features[self.columns]
         self.centre = features.median()
         self.scale = (features - self.centre).abs().median() * MAD_TO_SIGMA + 1e-3
         matrix = self._matrix(features)
@@ -629,7 +670,8 @@ class FeatureModelDetector(Detector):
         contributor = np.asarray(self.columns, dtype=object)[top]
         metric = np.array([contributing_metric(name) for name in contributor], dtype=object)
         low, high = _typical_ranges(frame, metric)
-        nothing_measured = frame[metric_columns(frame)].isna().all(axis=1).to_numpy()  # a gap is not scored
+        learned = [metric for metric in metric_columns(frame) if metric not in self._not_learned]
+        nothing_measured = frame[learned].isna().all(axis=1).to_numpy()  # a gap is not scored
         raw = np.where(nothing_measured, np.nan, self._model_raw(matrix))
         return pd.DataFrame({"raw": raw, "expected_low": low, "expected_high": high, "contributor": contributor},
                             index=frame.index)
@@ -773,6 +815,14 @@ class EnsembleDetector(Detector):
         for member in self.members:
             learn(member)
         self.context_rows = max(member.context_rows for member in self.members)
+
+    def metrics_not_learned(self):
+        """A metric any member could not learn, with each such member's reason (the others still score it)."""
+        reasons: dict[str, list[str]] = {}
+        for member in self.members:
+            for metric, why in member.metrics_not_learned().items():
+                reasons.setdefault(metric, []).append(f"{member.name}: {why}")
+        return {metric: "; ".join(why) for metric, why in reasons.items()}
 
     def _raw(self, frame):
         return self._combined([member.score(frame) for member in self.members], frame.index)

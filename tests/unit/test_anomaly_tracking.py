@@ -4,7 +4,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from perflake.anomaly import detectors, tracking
+from perflake.anomaly import commands, detectors, tracking
 from perflake.anomaly.detectors import make_detector
 from tests import synthetic as syn
 from tests.support import log_spike_evaluation, make_config
@@ -26,6 +26,19 @@ def test_a_registered_detector_loads_by_alias_and_scores_the_same(tmp_path):
     tracking.register_detector(config, detector, {"seed": 0}, "synthetic", "champion")
     assert str(mlflow.MlflowClient().get_model_version_by_alias(name, "champion").version) == "2"
     assert type(tracking.load_detector(config, name, "1")) is type(detector)
+
+
+def test_scoring_a_file_names_the_metrics_the_registered_detector_could_not_learn_and_scores_the_others(tmp_path):
+    config = make_config("local", tmp_path)
+    frame = syn.with_anomaly("spike").assign(latency=np.nan)  # the host began reporting latency after the fit history
+    detector = make_detector("ensemble").fit(frame.iloc[: syn.FIT_ROWS])
+    name, _ = tracking.register_detector(config, detector, {}, "synthetic", "champion")
+    host = tmp_path / "host.csv"
+    frame.to_csv(host, index=False)
+    report = commands.score_file(config, name, "champion", host, top=1).splitlines()
+    assert report[1] == ("  metric 'latency' not scored until a refit learns it: seasonal_profile: no value measured in the fit "
+                         "history; sequence_surprise: no finite value in the fit history to set the levels from")
+    assert report[2].startswith(f"  {frame['timestamp'].iloc[syn.START]}  ensemble (ensemble)") and report[2].count(":value") == 1
 
 
 def test_an_evaluation_run_logs_metrics_and_plots(tmp_path):
