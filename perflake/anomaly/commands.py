@@ -120,7 +120,7 @@ def score_file(config: Config, model: str, alias: str, csv_file: Path, top: int)
     frame = pd.read_csv(csv_file)
     if "timestamp" not in frame.columns:
         raise ValueError(f"{csv_file}: needs a 'timestamp' column (and one column per metric); has {list(frame.columns)}")
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+    frame["timestamp"] = nab.utc_timestamps(frame["timestamp"])
     detector = tracking.load_detector(config, model, alias)
     scored = detector.score(frame)
     lines = [f"{model}@{alias} ({detector.family}) on {csv_file}: {len(frame)} rows", *not_learned_lines(detector)]

@@ -102,7 +102,20 @@ def window_bounds(timestamps: pd.Series, windows: Iterable[tuple[str, str]]) -> 
 
 def utc_naive(timestamps: pd.Series) -> pd.Series:
     """NAB's timestamps carry no zone; one written with a zone (``...Z``, ``+02:00``) is read as that instant in UTC."""
-    return pd.to_datetime(timestamps, utc=True).dt.tz_localize(None)
+    return utc_timestamps(timestamps).dt.tz_localize(None)
+
+
+def utc_timestamps(timestamps: pd.Series) -> pd.Series:
+    """Timestamps as UTC instants: dates as written (those without a zone are UTC), numbers as Unix time.
+
+    Numbers are seconds (Yahoo's S5 series and most exports write them so), or milliseconds from
+    1e11 up (as seconds that would be after the year 5000); a counter of rows (1, 2, 3 ...) is
+    read as seconds after 1970-01-01, in order, with no calendar meaning.
+    """
+    if pd.api.types.is_numeric_dtype(timestamps) and not pd.api.types.is_bool_dtype(timestamps):
+        unit = "ms" if len(timestamps) and float(np.nanmax(np.abs(timestamps.to_numpy(dtype=float)))) >= 1e11 else "s"
+        return pd.to_datetime(timestamps, unit=unit, utc=True)
+    return pd.to_datetime(timestamps, utc=True)
 
 
 def scoring_grid(n_rows: int, bounds: list[tuple[int, int]], profile: Profile) -> ScoringGrid:

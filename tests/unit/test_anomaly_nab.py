@@ -108,6 +108,17 @@ def test_a_nab_folder_that_does_not_hold_what_its_labels_say_is_refused_naming_t
     assert nab.window_bounds(corpus.values["c/ok.csv"]["timestamp"], corpus.windows["c/ok.csv"]) == [(2, 4)]
 
 
+@pytest.mark.parametrize("unit,step", [("s", 3600), ("ms", 3_600_000)])
+def test_a_nab_folder_with_unix_timestamps_is_read_in_the_calendar(tmp_path, unit, step):
+    start = 1416726000 * (1000 if unit == "ms" else 1)  # 2014-11-23 07:00 UTC, as Yahoo's S5 series write it
+    stamps = [start + step * row for row in range(10)]
+    frame = pd.DataFrame({"timestamp": stamps, "value": range(10)})
+    corpus = nab.load_corpus(_nab_folder(tmp_path / unit, {"c/unix.csv": frame}, {"c/unix.csv": [[stamps[2], stamps[4]]]}))
+    read = corpus.values["c/unix.csv"]["timestamp"]
+    assert list(read.iloc[[0, -1]]) == [pd.Timestamp("2014-11-23 07:00"), pd.Timestamp("2014-11-23 16:00")]
+    assert nab.window_bounds(read, corpus.windows["c/unix.csv"]) == [(2, 4)]
+
+
 def test_a_detector_output_without_a_number_for_every_row_is_refused_naming_file_and_row(tmp_path):
     frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=3, freq="5min").astype(str), "value": [1, 2, 3]})
     corpus = nab.load_corpus(_nab_folder(tmp_path / "nab", {"c/s.csv": frame}, {"c/s.csv": []}))

@@ -34,7 +34,7 @@ def test_scoring_a_file_names_the_metrics_the_registered_detector_could_not_lear
     detector = make_detector("ensemble").fit(frame.iloc[: syn.FIT_ROWS])
     name, _ = tracking.register_detector(config, detector, {}, "synthetic", "champion")
     host = tmp_path / "host.csv"
-    frame.to_csv(host, index=False)
+    frame.assign(timestamp=frame["timestamp"].astype("int64") // 10**9).to_csv(host, index=False)  # as Unix seconds
     report = commands.score_file(config, name, "champion", host, top=1).splitlines()
     assert report[1] == ("  metric 'latency' not scored until a refit learns it: seasonal_profile: no value measured in the fit "
                          "history; sequence_surprise: no finite value in the fit history to set the levels from")
