@@ -168,8 +168,8 @@ def test_a_metric_first_measured_after_the_fit_raises_no_alert_until_it_is_learn
 
 
 # motif_novelty learns shapes from the first half of a refit's history, where latency was not measured yet;
-# isolation_forest learns latency but, from a history that measured it on a third of its rows, ranks the spike
-# (level 2.5) below rows of the clean value metric (3.2): its path-length score is bounded
+# isolation_forest learns latency but, from a history that measured it on a third of its rows (its features
+# read as 0 on the rest), ranks the spike (level 2.4) below ordinary latency rows (up to 3.6)
 @pytest.mark.parametrize("name", [n for n in DETECTORS if n not in (*LEARN_AS_THEY_GO, "motif_novelty", "isolation_forest")])
 def test_a_metric_first_measured_after_the_fit_is_learned_at_the_next_refit(name):
     frame = reported_after_the_fit(syn.clean())
