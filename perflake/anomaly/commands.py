@@ -108,8 +108,8 @@ def train(config: Config, dataset: str, series_name: str, detector_name: str, al
 
 
 def not_learned_lines(detector: Detector) -> list[str]:
-    """One line per metric the detector could not learn from its history: it watches the others meanwhile."""
-    return [f"  metric {metric!r} not scored until a refit learns it: {why}"
+    """One line per metric the detector (an ensemble: the members named) could not learn from its history and leaves out."""
+    return [f"  metric {metric!r} not learned from the fit history, left out until a refit learns it: {why}"
             for metric, why in detector.metrics_not_learned().items()]
 
 

@@ -128,7 +128,7 @@ class Detector(ABC):
         return self.fit(history)
 
     def metrics_not_learned(self) -> dict[str, str]:
-        """Metrics of the fit history this detector could not learn, and why: not scored until a refit learns them.
+        """Metrics of the fit history this detector could not learn, and why: left out until a refit learns them.
 
         A detector that learns each metric's normal from the history (a profile, a sequence model,
         shapes, a model of feature vectors) cannot learn one the history never measured (a new
