@@ -36,9 +36,9 @@ def test_scoring_a_file_names_the_metrics_the_registered_detector_could_not_lear
     host = tmp_path / "host.csv"
     frame.assign(timestamp=frame["timestamp"].astype("int64") // 10**9).to_csv(host, index=False)  # as Unix seconds
     report = commands.score_file(config, name, "champion", host, top=1).splitlines()
-    assert report[1] == ("  metric 'latency' not learned from the fit history, left out until a refit learns it: seasonal_profile: "
-                         "no value measured in the fit history; sequence_surprise: no finite value in the fit history to set the "
-                         "levels from")
+    assert report[1] == ("  metric 'latency' not learned from the fit history, left out until a refit learns it: "
+                         "seasonal_profile: no value measured in the fit history; "
+                         "sequence_surprise: no finite value in the fit history to set the levels from")
     assert report[2].startswith(f"  {frame['timestamp'].iloc[syn.START]}  ensemble (ensemble)") and report[2].count(":value") == 1
 
 
