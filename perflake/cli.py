@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_eval.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     run_eval.add_argument("--json", type=Path, help="also write the results as JSON here")
     run_eval.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
+    run_eval.add_argument("--nab-results", type=Path, metavar="DIR",
+                          help="nab only: also write each detector's scores here in NAB's results layout "
+                          "(for nab-score or NAB's own tools)")
     run_eval.set_defaults(handler=cmd_evaluate_run)
     train = actions.add_parser("train", help="fit a detector on one series' normal rows and register it in MLflow")
     train.add_argument("--dataset", required=True, choices=_dataset_names())
@@ -310,7 +313,7 @@ def cmd_evaluate_run(args: argparse.Namespace) -> int:
     def run() -> None:
         results = run_evaluation(get_config(), args.dataset, detectors, args.protocol.split(","), args.refractory_rows, args.workers,
                                  track=not args.no_track, say=lambda line: print(line, flush=True), refit_every=args.refit_every,
-                                 data_dir=args.data_dir)
+                                 data_dir=args.data_dir, nab_results=args.nab_results)
         if args.json:
             args.json.write_text(summary_json(results))
 

@@ -42,15 +42,19 @@ def dataset_folder(config: Config, dataset: str, data_dir: Path | None) -> Path 
 
 def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols: list[str], refractory_rows: int,
                    workers: int, track: bool, say: Callable[[str], None], refit_every: str | None = None,
-                   data_dir: Path | None = None) -> list[ev.Evaluation]:
+                   data_dir: Path | None = None, nab_results: Path | None = None) -> list[ev.Evaluation]:
     """Each detector and the baselines on one data set, under each protocol; logged to MLflow when ``track``.
 
     ``refit_every`` (a period such as ``1D``): each detector is retrained on that schedule on every
     row before (``ev.detector_scores``, ``Detector.refit``), as a deployment with nightly training would run it.
     ``data_dir``: another folder in the data set's layout than the reference copy.
+    ``nab_results`` (NAB only): each detector's alert levels also written there in NAB's results layout
+    (``ev.nab_anomaly_score``), with a ``thresholds.json`` of the fixed level, for ``nab-score`` or NAB's own tools.
     """
     from perflake.anomaly import tracking
 
+    if nab_results and dataset != "nab":
+        raise ValueError(f"NAB's results layout is for the nab data set; {dataset} has no NAB windows to score")
     folder = dataset_folder(config, dataset, data_dir)
     data = ev.load_dataset(dataset, folder)
     retrained = f", detectors retrained every {refit_every}" if refit_every else ""
@@ -59,6 +63,10 @@ def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols
     results = []
     for detector in [*ev.BASELINES, *detectors]:
         scored = ev.score_all(data, detector, {}, refractory_rows, workers, progress=say, refit_every=refit_every)
+        if nab_results:
+            nab.write_detector_outputs(nab_results / detector, {s.name: s.test for s in data},
+                                       {s.name: s.nab_windows for s in data},
+                                       {name: ev.nab_anomaly_score(result.levels) for name, result in scored.items()})
         for protocol in protocols:
             evaluation = ev.evaluate(dataset, data, scored, detector, protocol, refit_every or "")
             results.append(evaluation)
@@ -68,6 +76,12 @@ def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols
                 params = {"refractory_rows": refractory_rows, "refit_every": refit_every or "never",
                           **({"data_dir": str(folder)} if folder else {})}
                 tracking.log_evaluation(config, evaluation, params, figures)
+    if nab_results:
+        fixed = ev.nab_anomaly_score(ev.FIXED_LEVEL)
+        nab.write_thresholds(nab_results / "thresholds.json", dict.fromkeys([*ev.BASELINES, *detectors], fixed))
+        corpus = f" --nab-dir {folder}" if data_dir else ""
+        say(f"NAB's results layout in {nab_results}: perflake evaluate nab-score {nab_results}/<detector>{corpus} "
+            f"(add --thresholds {nab_results}/thresholds.json for the fixed level)")
     return results
 
 

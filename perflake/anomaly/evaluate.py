@@ -50,6 +50,11 @@ SMD_START = pd.Timestamp("2026-01-05", tz="UTC")  # SMD has no timestamps: minut
 BASELINES = ("null", "random")
 
 
+def nab_anomaly_score(levels: np.ndarray | float) -> np.ndarray | float:
+    """Alert levels as NAB's tools take scores, in [0, 1) and in the same order: ``FIXED_LEVEL`` (4) is 0.8."""
+    return levels / (1.0 + levels)
+
+
 def alert_levels(levels: np.ndarray, refractory_rows: int) -> np.ndarray:
     """Levels where a row may alert (it beats the ``refractory_rows`` before it), 0 elsewhere."""
     levels = np.nan_to_num(np.asarray(levels, dtype=float), nan=0.0)

@@ -305,6 +305,27 @@ def read_detector_outputs(results_dir: Path, corpus: Corpus) -> dict[str, np.nda
     return outputs
 
 
+def write_detector_outputs(results_dir: Path, series: Mapping[str, pd.DataFrame], windows: Mapping[str, list[tuple[str, str]]],
+                           scores: Mapping[str, np.ndarray]) -> None:
+    """NAB's results layout, as ``read_detector_outputs`` reads it and NAB's own tools write it:
+    ``<dir>/<category>/<detector>_<file>.csv`` (``<dir>`` named after the detector) with
+    ``timestamp,value,anomaly_score,label`` (label 1 inside a labelled window)."""
+    for name, frame in series.items():
+        category, file_name = name.split("/")
+        label = np.zeros(len(frame), dtype=int)
+        for left, right in window_bounds(frame["timestamp"], windows[name]):
+            label[left : right + 1] = 1
+        path = results_dir / category / f"{results_dir.name}_{file_name}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame[["timestamp", "value"]].assign(anomaly_score=scores[name], label=label).to_csv(path, index=False)
+
+
+def write_thresholds(path: Path, thresholds: Mapping[str, float]) -> None:
+    """A ``thresholds.json`` as NAB's (``read_thresholds``): each detector's threshold, the same for every profile."""
+    path.write_text(json.dumps({detector: {profile: {"threshold": threshold} for profile in PROFILES}
+                                for detector, threshold in thresholds.items()}, indent=1))
+
+
 def read_thresholds(path: Path, detector: str) -> dict[str, float]:
     """A NAB ``thresholds.json``: ``{detector: {profile: {"threshold": t, ...}}}``."""
     table = json.loads(path.read_text())

@@ -177,3 +177,39 @@ def test_evaluate_run_reads_any_folder_in_nab_layout(tmp_path, capsys):
 
     assert main(["evaluate", "run", "--dataset", "simulated", "--data-dir", str(folder), "--detector", "median_mad"]) == 2
     assert "the simulated data set is generated, not read" in capsys.readouterr().err
+    assert main(["evaluate", "run", "--dataset", "smd", "--nab-results", str(tmp_path / "out"), "--detector", "median_mad"]) == 2
+    assert "NAB's results layout is for the nab data set; smd has no NAB windows" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("detector", ["median_mad", "ensemble"])
+def test_scores_written_in_nab_results_layout_score_as_the_evaluation_scored_them(tmp_path, detector):
+    from perflake.anomaly.commands import run_evaluation
+    from tests.support import make_config
+
+    rows = 1000
+    rng = np.random.default_rng(0)
+    stamps = pd.date_range("2026-01-01", periods=rows, freq="5min")
+    files, windows = {}, {}
+    for number in range(4):  # spikes the detectors find, and some they miss, so that thresholds matter
+        values = 50 + 10 * np.sin(np.arange(rows) / 30) + rng.normal(0, 1, rows)
+        values[[300 + 50 * number, 800]] += [4 + 8 * number, 30]
+        files[f"c/s{number}.csv"] = pd.DataFrame({"timestamp": stamps, "value": values})
+        windows[f"c/s{number}.csv"] = [[str(stamps[290 + 50 * number]), str(stamps[310 + 50 * number])],
+                                       [str(stamps[790]), str(stamps[810])]]
+    folder, results = _nab_folder(tmp_path / "mine", files, windows), tmp_path / "results"
+    evaluations = run_evaluation(make_config("local", tmp_path), "nab", [detector], ["fixed", "nab"], 400, 1, track=False,
+                                 say=lambda _: None, data_dir=folder, nab_results=results)
+    fixed, tuned = (next(e for e in evaluations if (e.detector, e.protocol) == (detector, p)) for p in ("fixed", "nab"))
+
+    corpus = nab.load_corpus(folder)
+    outputs = nab.read_detector_outputs(results / detector, corpus)
+    given = nab.read_thresholds(results / "thresholds.json", detector)
+    written = pd.read_csv(results / detector / "c" / f"{detector}_s0.csv")
+    assert list(written.columns) == ["timestamp", "value", "anomaly_score", "label"] and written["label"].sum() == 42
+    assert given == dict.fromkeys(nab.PROFILES, 0.8)
+    for profile in nab.PROFILES.values():
+        optimum = nab.score_corpus(corpus.timestamps, outputs, corpus.windows, profile).score
+        at_fixed = nab.score_corpus(corpus.timestamps, outputs, corpus.windows, profile, given[profile.name]).score
+        assert optimum == pytest.approx(tuned.nab_scores[profile.name], abs=1e-9)
+        assert at_fixed == pytest.approx(fixed.nab_scores[profile.name], abs=1e-9)
+    assert sum(int((outputs[name] >= given["standard"]).sum()) for name in outputs) == fixed.events.alerts > 0
