@@ -403,7 +403,7 @@ def evaluate(dataset: str, data: list[Series], scored: dict[str, Scored], detect
     result = Evaluation(dataset, detector, protocol, thresholds, total, by_category, refit_every=refit_every,
                         points_per_second=rows / seconds if seconds and detector not in BASELINES else 0.0,
                         not_learned={name: scored[name].not_learned for name in sorted(scored) if scored[name].not_learned})
-    if dataset == "nab":
+    if dataset == "nab" and any(s.nab_windows for s in data):  # without a window there is no NAB score (nab.normalized)
         result.nab_scores = nab_scores(data, scored, thresholds, per_profile_optimum=protocol == "nab")
     return result
 

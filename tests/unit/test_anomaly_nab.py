@@ -213,3 +213,18 @@ def test_scores_written_in_nab_results_layout_score_as_the_evaluation_scored_the
         assert optimum == pytest.approx(tuned.nab_scores[profile.name], abs=1e-9)
         assert at_fixed == pytest.approx(fixed.nab_scores[profile.name], abs=1e-9)
     assert sum(int((outputs[name] >= given["standard"]).sum()) for name in outputs) == fixed.events.alerts > 0
+
+
+def test_a_corpus_without_labelled_windows_is_evaluated_without_a_nab_score_and_nab_score_says_why(tmp_path, capsys):
+    from perflake.cli import main
+
+    stamps = pd.date_range("2026-01-01", periods=1000, freq="5min")
+    quiet = pd.DataFrame({"timestamp": stamps, "value": np.random.default_rng(0).normal(0, 1, len(stamps))})
+    folder = _nab_folder(tmp_path / "quiet", {"c/a.csv": quiet, "c/b.csv": quiet}, {"c/a.csv": [], "c/b.csv": []})
+    results, outputs = tmp_path / "results.json", tmp_path / "outputs"
+    assert main(["evaluate", "run", "--dataset", "nab", "--data-dir", str(folder), "--detector", "median_mad", "--no-track",
+                 "--protocol", "fixed,cross_fit,nab", "--workers", "1", "--json", str(results), "--nab-results", str(outputs)]) == 0
+    rows = json.loads(results.read_text())
+    assert len(rows) == 9 and all(row["events"] == 0 and not any(key.startswith("nab_") for key in row) for row in rows)
+    assert main(["evaluate", "nab-score", str(outputs / "median_mad"), "--nab-dir", str(folder)]) == 2
+    assert "no labelled window in the corpus: a NAB score is normalised by what its windows are worth" in capsys.readouterr().err
