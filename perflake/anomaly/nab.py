@@ -157,7 +157,8 @@ def score_detections(grid: ScoringGrid, detections: np.ndarray) -> FileScore:
 
 def normalized(raw: float, null: float, perfect: float) -> float:
     if perfect == null:
-        raise ValueError("no labelled window in the corpus: a NAB score is normalised by what its windows are worth, so it has none")
+        raise ValueError("no labelled window in the corpus: a NAB score is normalised by what its windows are worth, "
+                         "so it has none")
     return 100.0 * (raw - null) / (perfect - null)
 
 

@@ -223,7 +223,8 @@ def test_a_corpus_without_labelled_windows_is_evaluated_without_a_nab_score_and_
     folder = _nab_folder(tmp_path / "quiet", {"c/a.csv": quiet, "c/b.csv": quiet}, {"c/a.csv": [], "c/b.csv": []})
     results, outputs = tmp_path / "results.json", tmp_path / "outputs"
     assert main(["evaluate", "run", "--dataset", "nab", "--data-dir", str(folder), "--detector", "median_mad", "--no-track",
-                 "--protocol", "fixed,cross_fit,nab", "--workers", "1", "--json", str(results), "--nab-results", str(outputs)]) == 0
+                 "--protocol", "fixed,cross_fit,nab", "--workers", "1", "--json", str(results),
+                 "--nab-results", str(outputs)]) == 0
     rows = json.loads(results.read_text())
     assert len(rows) == 9 and all(row["events"] == 0 and not any(key.startswith("nab_") for key in row) for row in rows)
     assert main(["evaluate", "nab-score", str(outputs / "median_mad"), "--nab-dir", str(folder)]) == 2
