@@ -19,7 +19,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -285,15 +285,13 @@ def load_corpus(nab_dir: Path) -> Corpus:
 
 
 def read_detector_outputs(results_dir: Path, corpus: Corpus) -> dict[str, np.ndarray]:
-    """``<dir>/<category>/<detector>_<file>.csv[.gz]`` (timestamp, anomaly_score) for every corpus file."""
-    detector = results_dir.name
+    """``<dir>/<category>/<detector>_<file>.csv[.gz]`` (``output_path``; timestamp, anomaly_score) for every corpus file."""
     outputs = {}
     for name, frame in corpus.values.items():
-        category, file_name = name.split("/")
-        candidates = [results_dir / category / f"{detector}_{file_name}{suffix}" for suffix in ("", ".gz")]
+        candidates = [output_path(results_dir, name, suffix) for suffix in ("", ".gz")]
         found = next((path for path in candidates if path.is_file()), None)
         if found is None:
-            raise FileNotFoundError(f"no output of detector {detector!r} for {name}: expected {candidates[0]}[.gz]")
+            raise FileNotFoundError(f"no output of detector {results_dir.name!r} for {name}: expected {candidates[0]}[.gz]")
         with (gzip.open(found, "rt") if found.suffix == ".gz" else open(found)) as handle:
             output = pd.read_csv(handle)
         if len(output) != len(frame):
@@ -308,17 +306,23 @@ def read_detector_outputs(results_dir: Path, corpus: Corpus) -> dict[str, np.nda
     return outputs
 
 
+def output_path(results_dir: Path, name: str, suffix: str = "") -> Path:
+    """Where NAB's layout keeps a detector's output for the corpus file ``name`` (``category/file.csv``, or deeper, or
+    bare): the file's folder under ``results_dir``, named after the detector (``results_dir``'s name)."""
+    file = PurePosixPath(name)
+    return results_dir / file.parent / f"{results_dir.name}_{file.name}{suffix}"
+
+
 def write_detector_outputs(results_dir: Path, series: Mapping[str, pd.DataFrame], windows: Mapping[str, list[tuple[str, str]]],
                            scores: Mapping[str, np.ndarray]) -> None:
     """NAB's results layout, as ``read_detector_outputs`` reads it and NAB's own tools write it:
     ``<dir>/<category>/<detector>_<file>.csv`` (``<dir>`` named after the detector) with
     ``timestamp,value,anomaly_score,label`` (label 1 inside a labelled window)."""
     for name, frame in series.items():
-        category, file_name = name.split("/")
         label = np.zeros(len(frame), dtype=int)
         for left, right in window_bounds(frame["timestamp"], windows[name]):
             label[left : right + 1] = 1
-        path = results_dir / category / f"{results_dir.name}_{file_name}"
+        path = output_path(results_dir, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         frame[["timestamp", "value"]].assign(anomaly_score=scores[name], label=label).to_csv(path, index=False)
 

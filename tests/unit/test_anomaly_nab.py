@@ -229,3 +229,16 @@ def test_a_corpus_without_labelled_windows_is_evaluated_without_a_nab_score_and_
     assert len(rows) == 9 and all(row["events"] == 0 and not any(key.startswith("nab_") for key in row) for row in rows)
     assert main(["evaluate", "nab-score", str(outputs / "median_mad"), "--nab-dir", str(folder)]) == 2
     assert "no labelled window in the corpus: a NAB score is normalised by what its windows are worth" in capsys.readouterr().err
+
+
+def test_outputs_of_files_in_nested_folders_or_none_round_trip_through_nab_results_layout(tmp_path):
+    stamps = pd.date_range("2026-01-01", periods=20, freq="5min")
+    frame = pd.DataFrame({"timestamp": stamps.astype(str), "value": range(20)})
+    names = ["yahoo/A1/real_1.csv", "bare.csv", "c/flat.csv"]
+    corpus = nab.load_corpus(_nab_folder(tmp_path / "nab", dict.fromkeys(names, frame), dict.fromkeys(names, [])))
+    scores = {name: np.linspace(0, 1, 20) * (number + 1) for number, name in enumerate(names)}
+    nab.write_detector_outputs(tmp_path / "out" / "mine", corpus.values, corpus.windows, scores)
+    assert (tmp_path / "out" / "mine" / "yahoo" / "A1" / "mine_real_1.csv").is_file()
+    assert (tmp_path / "out" / "mine" / "mine_bare.csv").is_file()
+    read = nab.read_detector_outputs(tmp_path / "out" / "mine", corpus)
+    assert read.keys() == scores.keys() and all(np.allclose(read[name], scores[name]) for name in names)
