@@ -101,6 +101,9 @@ def format_row(e: ev.Evaluation) -> str:
                 if events.culprit_alerts else "")
     protocol = f"{e.protocol}, refit {e.refit_every}" if e.refit_every else e.protocol
     refused = f"  {len(e.not_learned)} series not learned (no alerts)" if e.not_learned else ""
+    if e.metrics_left_out:
+        left_out = e.metrics()["metrics_left_out"]
+        refused += f"  metrics not learned (scored without them): {left_out} in {len(e.metrics_left_out)} series"
     return (f"{e.dataset:4s} {e.detector:18s} {protocol:9s} recall {events.recall:5.1%}  precision {events.precision:5.1%}  "
             f"F1 {events.f1:.3f}  incident precision {events.incident_precision:5.1%}  "
             f"({events.detected}/{events.events} events, {events.alerts} alerts){refused}{nab_part}{culprits}{speed}")
@@ -147,6 +150,8 @@ def summary_json(results: list[ev.Evaluation]) -> str:
     def row(e: ev.Evaluation) -> dict:
         schedule = {"refit_every": e.refit_every} if e.refit_every else {}
         refused = {"not_learned": e.not_learned} if e.not_learned else {}
-        return {"dataset": e.dataset, "detector": e.detector, "protocol": e.protocol, **schedule, **e.metrics(), **refused}
+        left_out = {"metrics_left_out": e.metrics_left_out} if e.metrics_left_out else {}
+        return {"dataset": e.dataset, "detector": e.detector, "protocol": e.protocol, **schedule, **e.metrics(), **refused,
+                **left_out}
 
     return json.dumps([row(e) for e in results], indent=1)

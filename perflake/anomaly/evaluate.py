@@ -261,23 +261,28 @@ class Scored:
     seconds: float
     contributors: np.ndarray | None = None  # per test row, what contributed most (detectors only)
     not_learned: str = ""  # the detector's refusal of this series (e.g. a history too short for it): no alerts
+    metrics_left_out: dict[str, str] = field(default_factory=dict)  # metrics it could not learn and scored without: why
 
 
 def score_series(series: Series, detector: str, params: dict, refractory_rows: int, seed: int = 0,
                  refit_every: str | None = None) -> Scored:
     started = time.perf_counter()
-    contributors = None
-    if detector == "null":
-        levels = np.zeros(len(series.test))
-    elif detector == "random":
-        levels = np.random.default_rng(seed + sum(map(ord, series.name))).exponential(1 / np.log(10), len(series.test))
-    else:
-        try:
-            scores = detector_scores(series, lambda: make_detector(detector, **params), refit_every)
-        except ValueError as refusal:  # one series a detector cannot learn does not end the run: it alerts on nothing, said
-            return Scored(series.name, np.zeros(len(series.test)), time.perf_counter() - started, not_learned=str(refusal))
-        levels, contributors = scores["score"].to_numpy(), scores["contributor"].to_numpy()
-    return Scored(series.name, alert_levels(levels, refractory_rows), time.perf_counter() - started, contributors)
+    if detector in BASELINES:
+        levels = (np.zeros(len(series.test)) if detector == "null"
+                  else np.random.default_rng(seed + sum(map(ord, series.name))).exponential(1 / np.log(10), len(series.test)))
+        return Scored(series.name, alert_levels(levels, refractory_rows), time.perf_counter() - started)
+    made: list[Detector] = []
+
+    def new_detector() -> Detector:
+        made.append(make_detector(detector, **params))
+        return made[-1]
+
+    try:
+        scores = detector_scores(series, new_detector, refit_every)
+    except ValueError as refusal:  # one series a detector cannot learn does not end the run: it alerts on nothing, said
+        return Scored(series.name, np.zeros(len(series.test)), time.perf_counter() - started, not_learned=str(refusal))
+    return Scored(series.name, alert_levels(scores["score"].to_numpy(), refractory_rows), time.perf_counter() - started,
+                  scores["contributor"].to_numpy(), metrics_left_out=made[0].metrics_not_learned())  # after its last (re)fit
 
 
 def detector_scores(series: Series, new_detector: Callable[[], Detector], refit_every: str | None = None) -> pd.DataFrame:
@@ -317,6 +322,7 @@ def score_all(data: list[Series], detector: str, params: dict, refractory_rows: 
         for done, future in enumerate(futures, 1):
             results[futures[future]] = scored = future.result()
             refused = f"; not learned, no alerts: {scored.not_learned}" if scored.not_learned else ""
+            refused += f"; not learned, scored without: {', '.join(scored.metrics_left_out)}" if scored.metrics_left_out else ""
             progress(f"{detector}: {done}/{len(data)} series scored ({futures[future]}{refused})")
     return results
 
@@ -336,6 +342,7 @@ class Evaluation:
     points_per_second: float = 0.0
     refit_every: str = ""  # the retraining schedule of a walk-forward run ("": fitted once)
     not_learned: dict[str, str] = field(default_factory=dict)  # series the detector refused to learn (no alerts): why
+    metrics_left_out: dict[str, dict[str, str]] = field(default_factory=dict)  # per series, metrics scored without: why
 
     def metrics(self) -> dict[str, float]:
         values = self.events.as_dict()
@@ -346,6 +353,8 @@ class Evaluation:
             values["points_per_second"] = self.points_per_second
         if self.not_learned:
             values["series_not_learned"] = len(self.not_learned)
+        if self.metrics_left_out:
+            values["metrics_left_out"] = sum(map(len, self.metrics_left_out.values()))
         return values
 
 
@@ -402,7 +411,9 @@ def evaluate(dataset: str, data: list[Series], scored: dict[str, Scored], detect
     seconds = sum(x.seconds for x in scored.values())
     result = Evaluation(dataset, detector, protocol, thresholds, total, by_category, refit_every=refit_every,
                         points_per_second=rows / seconds if seconds and detector not in BASELINES else 0.0,
-                        not_learned={name: scored[name].not_learned for name in sorted(scored) if scored[name].not_learned})
+                        not_learned={name: scored[name].not_learned for name in sorted(scored) if scored[name].not_learned},
+                        metrics_left_out={name: scored[name].metrics_left_out for name in sorted(scored)
+                                          if scored[name].metrics_left_out})
     if dataset == "nab" and any(s.nab_windows for s in data):  # without a window there is no NAB score (nab.normalized)
         result.nab_scores = nab_scores(data, scored, thresholds, per_profile_optimum=protocol == "nab")
     return result

@@ -125,6 +125,23 @@ def test_a_true_alert_is_explained_when_its_contributor_is_a_labelled_culprit(tm
         ev.smd_series(tmp_path)
 
 
+def test_metrics_a_detector_could_not_learn_are_reported_per_series_and_the_series_is_scored_without_them():
+    from perflake.anomaly.commands import format_row, summary_json
+
+    frame = syn.with_anomaly("spike").assign(latency=np.nan)  # never measured on this host
+    segment = np.where(np.arange(len(frame)) == syn.START, 0, -1)
+    host = ev.Series("host", frame.iloc[: syn.FIT_ROWS], frame, segment, "c")
+    scored = {"host": ev.score_series(host, "ensemble", {}, ev.DEFAULT_REFRACTORY_ROWS)}
+    left_out = {"latency": "seasonal_profile: no value measured in the fit history; "
+                           "sequence_surprise: no finite value in the fit history to set the levels from"}
+    assert scored["host"].metrics_left_out == left_out and scored["host"].not_learned == ""
+
+    evaluation = ev.evaluate("simulated", [host], scored, "ensemble", "fixed")
+    assert evaluation.events.detected == 1 and evaluation.metrics()["metrics_left_out"] == 1
+    assert "metrics not learned (scored without them): 1 in 1 series" in format_row(evaluation)
+    assert json.loads(summary_json([evaluation]))[0]["metrics_left_out"] == {"host": left_out}
+
+
 def _fitted_on_first_rows(frame: pd.DataFrame) -> ev.Series:
     fit, test = frame.iloc[: syn.FIT_ROWS], frame.iloc[syn.FIT_ROWS :]
     return ev.Series("synthetic", fit, test, np.full(len(test), -1), "syn")
