@@ -589,7 +589,7 @@ class SequenceSurpriseDetector(UnivariateDetector):
 
     def _per_metric(self, metric, values, timestamps):
         model = self.models[metric] if self._advance_fitted else copy.deepcopy(self.models[metric])
-        return model.run(values, learn=(timestamps > self.learned_until).to_numpy())
+        return model.run(values, learn=~(timestamps <= self.learned_until).to_numpy())  # a row without a time is new
 
     def refit(self, history):
         """Keeps the model it learned while streaming and learns the rows of ``history`` it has not seen.

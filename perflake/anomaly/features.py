@@ -138,16 +138,21 @@ def seasonal_slots(timestamps: pd.Series, slot: str, timezone: str) -> pd.Series
     if slot == "hour_of_week":
         return local.dt.dayofweek * 24 + local.dt.hour
     if slot in ("calendar_phase", "phase_hour"):
-        phases = pd.Series([phase(t.timestamp(), timezone) for t in local], index=timestamps.index)
-        return phases if slot == "calendar_phase" else phases + ":" + local.dt.hour.astype(str)
+        phases = _phases(local, timezone)
+        return phases if slot == "calendar_phase" else phases + ":" + local.dt.hour.astype("Int64").astype(str)
     raise ValueError(f"unknown seasonal slot {slot!r}: hour_of_day, hour_of_week, calendar_phase or phase_hour")
+
+
+def _phases(local: pd.Series, timezone: str) -> pd.Series:
+    """The trading-calendar phase of each local time; none (NaN) for a row without a time, so it is in no slot."""
+    return pd.Series([np.nan if pd.isna(t) else phase(t.timestamp(), timezone) for t in local], index=local.index, dtype=object)
 
 
 def calendar_features(timestamps: pd.Series, timezone: str) -> pd.DataFrame:
     """Position in the day, week and trading calendar (session phases, holidays)."""
     local = pd.to_datetime(timestamps, utc=True).dt.tz_convert(timezone)
     hours = local.dt.hour + local.dt.minute / 60
-    phases = pd.Series([phase(t.timestamp(), timezone) for t in local], index=timestamps.index)
+    phases = _phases(local, timezone)
     frame = pd.DataFrame(
         {
             "hour_sin": np.sin(2 * np.pi * hours / 24),

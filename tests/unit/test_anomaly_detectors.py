@@ -131,6 +131,21 @@ def test_rows_in_another_time_zone_or_without_one_score_as_the_same_instants_in_
 
 
 @pytest.mark.parametrize("name", DETECTORS)
+def test_rows_without_a_timestamp_are_read_in_order_and_the_spike_after_them_is_found(name):
+    frame = syn.with_anomaly("spike")
+    frame.loc[[syn.FIT_ROWS + 10, syn.START - 100, syn.START - 99], "timestamp"] = pd.NaT  # a clock that failed to say
+    level = scores(name, frame)["score"].to_numpy()
+    assert level[syn.START : syn.START + 2].max() > level[syn.FIT_ROWS : syn.START].max()
+
+
+def test_sequence_surprise_learns_streamed_rows_without_a_timestamp_as_new_rows():
+    frame = syn.with_anomaly("level_shift")
+    detector = make_detector("sequence_surprise").fit(frame.iloc[: syn.FIT_ROWS])
+    level = detector.update(frame.iloc[syn.START : syn.START + 300].assign(timestamp=pd.NaT))["score"].to_numpy()
+    assert level[-100:].max() < FIXED_LEVEL <= level[:10].max()  # the new level alerted, then was learned
+
+
+@pytest.mark.parametrize("name", DETECTORS)
 def test_a_poll_that_brings_no_rows_scores_none_and_changes_nothing(name):
     frame = syn.with_anomaly("spike")
     history, stream = frame.iloc[: syn.FIT_ROWS], frame.iloc[syn.FIT_ROWS : syn.FIT_ROWS + 200]
