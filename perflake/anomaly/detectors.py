@@ -47,6 +47,7 @@ SCORE_COLUMNS = ["raw", "score", "expected_low", "expected_high", "contributor"]
 # detector's attributes change, so that an older registered model is refused when it is loaded
 # instead of failing at its first score (2: isolation_forest's ``held``, 2026-12-04).
 STATE_FORMAT = 2
+NEVER_MEASURED = "no value measured in the fit history"  # why a metric was not learned
 
 
 @dataclass(frozen=True)
@@ -408,7 +409,7 @@ class SeasonalProfileDetector(UnivariateDetector):
         def profile(values: np.ndarray) -> tuple[dict, dict, tuple[float, float]]:
             measured = np.isfinite(values)  # a slot is known from the days its metric was measured on
             if not measured.any():
-                raise ValueError("no value measured in the fit history")
+                raise ValueError(NEVER_MEASURED)
             values, slot = pd.Series(values[measured]), slots[measured]
             known = days[measured].groupby(slot).nunique() >= self.min_days
             by_slot = values.groupby(slot)
@@ -638,8 +639,8 @@ class FeatureModelDetector(Detector):
         return features.replace([np.inf, -np.inf], np.nan).fillna(0.0).clip(-50, 50)
 
     def _fit(self, history):
-        self._keep_not_learned(history, {metric: "no value measured in the fit history"
-                                         for metric in metric_columns(history) if history[metric].isna().all()})
+        never_measured = [metric for metric in metric_columns(history) if history[metric].isna().all()]
+        self._keep_not_learned(history, dict.fromkeys(never_measured, NEVER_MEASURED))
         features = self.features(history)
         # a metric the history never measured has features all missing (read as 0) there: every row measuring it would be far out
         self.columns = [column for column in features.columns if contributing_metric(column) not in self._not_learned]

@@ -271,22 +271,18 @@ def score_series(series: Series, detector: str, params: dict, refractory_rows: i
         levels = (np.zeros(len(series.test)) if detector == "null"
                   else np.random.default_rng(seed + sum(map(ord, series.name))).exponential(1 / np.log(10), len(series.test)))
         return Scored(series.name, alert_levels(levels, refractory_rows), time.perf_counter() - started)
-    made: list[Detector] = []
-
-    def new_detector() -> Detector:
-        made.append(make_detector(detector, **params))
-        return made[-1]
-
+    model = make_detector(detector, **params)
     try:
-        scores = detector_scores(series, new_detector, refit_every)
+        scores = detector_scores(series, model, refit_every)
     except ValueError as refusal:  # one series a detector cannot learn does not end the run: it alerts on nothing, said
         return Scored(series.name, np.zeros(len(series.test)), time.perf_counter() - started, not_learned=str(refusal))
     return Scored(series.name, alert_levels(scores["score"].to_numpy(), refractory_rows), time.perf_counter() - started,
-                  scores["contributor"].to_numpy(), metrics_left_out=made[0].metrics_not_learned())  # after its last (re)fit
+                  scores["contributor"].to_numpy(), metrics_left_out=model.metrics_not_learned())  # after its last (re)fit
 
 
-def detector_scores(series: Series, new_detector: Callable[[], Detector], refit_every: str | None = None) -> pd.DataFrame:
-    """The test rows' levels (``score``) and ``contributor``: a detector fitted once on the fit rows, or retrained on a schedule.
+def detector_scores(series: Series, detector: Detector, refit_every: str | None = None) -> pd.DataFrame:
+    """The test rows' levels (``score``) and ``contributor``: ``detector`` (unfitted) fitted once on the fit rows, or
+    retrained on a schedule.
 
     With ``refit_every`` (e.g. ``1D``: nightly at 00:00), the rows up to the first boundary after
     the fit rows are scored by a detector fitted on the fit rows; at each later boundary it is
@@ -302,7 +298,7 @@ def detector_scores(series: Series, new_detector: Callable[[], Detector], refit_
         period = test["timestamp"].dt.floor(refit_every)
         refits = unseen & (period > period[unseen].min()).to_numpy() & (period != period.shift()).to_numpy()
     starts = [0, *np.flatnonzero(refits)]
-    detector = new_detector().fit(series.fit)
+    detector.fit(series.fit)
     blocks = []
     for start, end in zip(starts, [*starts[1:], len(test)]):
         block = test.iloc[start:end]

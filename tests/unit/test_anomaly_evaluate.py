@@ -170,10 +170,10 @@ def test_a_series_a_detector_cannot_learn_alerts_on_nothing_is_named_and_the_oth
 def test_walk_forward_scores_each_day_with_a_detector_trained_on_the_rows_before_that_day_only():
     frame = syn.with_anomaly("level_shift")
     new_ensemble = lambda: make_detector("ensemble")  # noqa: E731
-    levels = ev.detector_scores(_fitted_on_first_rows(frame), new_ensemble, "1D")["score"].to_numpy()
+    levels = ev.detector_scores(_fitted_on_first_rows(frame), new_ensemble(), "1D")["score"].to_numpy()
     changed = frame.copy()
     changed.loc[2000:, "value"] += 100
-    with_changed_future = ev.detector_scores(_fitted_on_first_rows(changed), new_ensemble, "1D")["score"].to_numpy()
+    with_changed_future = ev.detector_scores(_fitted_on_first_rows(changed), new_ensemble(), "1D")["score"].to_numpy()
     before_change = 2000 - syn.FIT_ROWS
     np.testing.assert_array_equal(levels[:before_change], with_changed_future[:before_change])  # no look-ahead
     assert not np.array_equal(levels[before_change:], with_changed_future[before_change:])
@@ -187,7 +187,7 @@ def test_walk_forward_retraining_learns_a_new_normal_that_a_detector_fitted_once
     frame.loc[syn.FIT_ROWS :, "value"] += 25  # a lasting shift, right after the fit rows
     series = _fitted_on_first_rows(frame)
     fitted_once = make_detector("seasonal_profile").fit(series.fit).score(series.test)["score"].to_numpy()
-    retrained_daily = ev.detector_scores(series, lambda: make_detector("seasonal_profile"), "1D")["score"].to_numpy()
+    retrained_daily = ev.detector_scores(series, make_detector("seasonal_profile"), "1D")["score"].to_numpy()
     last_two_days = slice(-2 * syn.PERIOD, None)
     assert fitted_once[last_two_days].min() > ev.FIXED_LEVEL  # still far from the profile it learned
     assert retrained_daily[last_two_days].max() < ev.FIXED_LEVEL  # its profile is now mostly the new normal
@@ -197,7 +197,7 @@ def test_walk_forward_retraining_leaves_a_detector_that_learns_as_it_streams_lea
     series = _fitted_on_first_rows(syn.with_anomaly("level_shift"))
     new_sequence_model = lambda: make_detector("sequence_surprise")  # noqa: E731
     streamed_on = new_sequence_model().fit(series.fit).score(series.test)["score"].to_numpy()
-    np.testing.assert_array_equal(ev.detector_scores(series, new_sequence_model, "1D")["score"].to_numpy(), streamed_on)
+    np.testing.assert_array_equal(ev.detector_scores(series, new_sequence_model(), "1D")["score"].to_numpy(), streamed_on)
 
 
 def test_the_season_is_found():
