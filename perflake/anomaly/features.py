@@ -145,7 +145,7 @@ def seasonal_slots(timestamps: pd.Series, slot: str, timezone: str) -> pd.Series
 
 def _phases(local: pd.Series, timezone: str) -> pd.Series:
     """The trading-calendar phase of each local time; none (NaN) for a row without a time, so it is in no slot."""
-    return pd.Series([np.nan if pd.isna(t) else phase(t.timestamp(), timezone) for t in local], index=local.index, dtype=object)
+    return pd.Series([np.nan if t is pd.NaT else phase(t.timestamp(), timezone) for t in local], index=local.index, dtype=object)
 
 
 def calendar_features(timestamps: pd.Series, timezone: str) -> pd.DataFrame:
