@@ -139,7 +139,9 @@ def seasonal_slots(timestamps: pd.Series, slot: str, timezone: str) -> pd.Series
         return local.dt.dayofweek * 24 + local.dt.hour
     if slot in ("calendar_phase", "phase_hour"):
         phases = _phases(local, timezone)
-        return phases if slot == "calendar_phase" else phases + ":" + local.dt.hour.astype("Int64").astype(str)
+        hours = local.dt.hour
+        hours = hours.astype("Int64") if hours.hasnans else hours  # a row without a time: hours still read "9", not "9.0"
+        return phases if slot == "calendar_phase" else phases + ":" + hours.astype(str)
     raise ValueError(f"unknown seasonal slot {slot!r}: hour_of_day, hour_of_week, calendar_phase or phase_hour")
 
 
