@@ -252,13 +252,18 @@ class UnivariateDetector(Detector):
         return learned, refused
 
     @abstractmethod
-    def _per_metric(self, metric: str, values: np.ndarray, timestamps: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """raw score, expected centre and spread for each row of one metric."""
+    def _per_metric(self, metric: str, values: np.ndarray, times) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """raw score, expected centre and spread for each row of one metric; ``times`` is ``_read_times`` of the rows."""
+
+    def _read_times(self, timestamps: pd.Series):
+        """What every metric's score reads of the rows' timestamps, worked out once per frame (the timestamps by default)."""
+        return timestamps
 
     def _raw(self, frame: pd.DataFrame) -> pd.DataFrame:
         metrics = metric_columns(frame)
         unscored = (np.full(len(frame), np.nan),) * 3
-        per_metric = [self._per_metric(m, frame[m].to_numpy(dtype=float), frame["timestamp"]) if m not in self._not_learned
+        times = self._read_times(frame["timestamp"])
+        per_metric = [self._per_metric(m, frame[m].to_numpy(dtype=float), times) if m not in self._not_learned
                       else unscored for m in metrics]
         raws = np.vstack([np.nan_to_num(raw, nan=-np.inf) for raw, _, _ in per_metric])
         top = raws.argmax(axis=0)
@@ -286,7 +291,7 @@ class MedianMadDetector(UnivariateDetector):
         self.window = window
         self.context_rows = 2 * window + 1  # the MAD is a median of deviations from a rolling median
 
-    def _per_metric(self, metric, values, timestamps):
+    def _per_metric(self, metric, values, times):
         median, spread = past_median_spread(pd.Series(values), self.window)
         return np.abs(values - median.to_numpy()) / (spread.to_numpy() + EPSILON), median.to_numpy(), spread.to_numpy()
 
@@ -300,7 +305,7 @@ class EwmaControlChart(UnivariateDetector):
         self.span = span
         self.context_rows = 5 * span
 
-    def _per_metric(self, metric, values, timestamps):
+    def _per_metric(self, metric, values, times):
         past = pd.Series(values).shift(1).ewm(span=self.span, min_periods=10)
         mean, std = past.mean().to_numpy(), past.std().to_numpy()
         return np.abs(values - mean) / (std + EPSILON), mean, std
@@ -323,7 +328,7 @@ class HoltWintersResidual(UnivariateDetector):
             self.period = max((dominant_period(history[m].to_numpy(dtype=float)) or 0) for m in metric_columns(history)) or 0
         self.context_rows = max(3 * self.period, 5 * self.error_span)
 
-    def _per_metric(self, metric, values, timestamps):
+    def _per_metric(self, metric, values, times):
         n, period = len(values), self.period or 0
         forecast, spread = np.full(n, np.nan), np.full(n, np.nan)
         # the season starts as the shape around its mean of the first full period from the metric's first value
@@ -367,8 +372,8 @@ class CusumDetector(HoltWintersResidual):
         super().__init__(**kwargs)
         self.slack, self.decision_interval = slack, decision_interval
 
-    def _per_metric(self, metric, values, timestamps):
-        _, forecast, spread = super()._per_metric(metric, values, timestamps)
+    def _per_metric(self, metric, values, times):
+        _, forecast, spread = super()._per_metric(metric, values, times)
         z = (values - forecast) / (spread + EPSILON)
         raw = np.full(len(values), np.nan)
         upper = lower = 0.0
@@ -418,11 +423,17 @@ class SeasonalProfileDetector(UnivariateDetector):
 
         self.profiles = self._learn_per_metric(history, profile)
 
-    def _per_metric(self, metric, values, timestamps):
+    def _read_times(self, timestamps):
+        """Each row's slot as a code into the frame's distinct slots (-1: a row without a time, in no slot)."""
+        return pd.factorize(seasonal_slots(timestamps, self.slot, self.timezone))
+
+    def _per_metric(self, metric, values, times):
         medians, spreads, (overall_median, overall_spread) = self.profiles[metric]
-        slots = seasonal_slots(timestamps, self.slot, self.timezone)
-        centre = slots.map(medians).fillna(overall_median).to_numpy(dtype=float)
-        spread = np.maximum(slots.map(spreads).fillna(overall_spread).to_numpy(dtype=float), self.spread_floor * overall_spread)
+        codes, slots = times
+        # the last entry, the whole history's figure, is what code -1 and a slot without a profile read
+        centre = np.array([medians.get(slot, overall_median) for slot in slots] + [overall_median])[codes]
+        spread = np.array([spreads.get(slot, overall_spread) for slot in slots] + [overall_spread])[codes]
+        spread = np.maximum(spread, self.spread_floor * overall_spread)
         return np.abs(values - centre) / (spread + EPSILON), centre, spread
 
 
@@ -449,7 +460,7 @@ class MotifNoveltyDetector(UnivariateDetector):
         self.libraries = self._learn_per_metric(history, lambda values: ShapeLibrary(self.length).fit(values[:learned]))
         return learned
 
-    def _per_metric(self, metric, values, timestamps):
+    def _per_metric(self, metric, values, times):
         past = pd.Series(values).shift(1).rolling(self.length, min_periods=2)
         return self.libraries[metric].novelty(values), past.median().to_numpy(), past.std().to_numpy()
 
@@ -588,9 +599,13 @@ class SequenceSurpriseDetector(UnivariateDetector):
     def _calibrate(self, history, unseen_from):
         return SurpriseCalibration()
 
-    def _per_metric(self, metric, values, timestamps):
+    def _read_times(self, timestamps):
+        """Which rows are new to the models: after what they learned, or without a time."""
+        return ~(timestamps <= self.learned_until).to_numpy()
+
+    def _per_metric(self, metric, values, times):
         model = self.models[metric] if self._advance_fitted else copy.deepcopy(self.models[metric])
-        return model.run(values, learn=~(timestamps <= self.learned_until).to_numpy())  # a row without a time is new
+        return model.run(values, learn=times)
 
     def refit(self, history):
         """Keeps the model it learned while streaming and learns the rows of ``history`` it has not seen.
