@@ -104,9 +104,16 @@ def format_row(e: ev.Evaluation) -> str:
     if e.metrics_left_out:
         left_out = e.metrics()["metrics_left_out"]
         refused += f"  metrics not learned (scored without them): {left_out} in {len(e.metrics_left_out)} series"
-    return (f"{e.dataset:4s} {e.detector:18s} {protocol:9s} recall {events.recall:5.1%}  precision {events.precision:5.1%}  "
-            f"F1 {events.f1:.3f}  incident precision {events.incident_precision:5.1%}  "
+    recall, precision = _percent(events.recall, events.events), _percent(events.precision, events.alerts)
+    incident_precision = _percent(events.incident_precision, events.alerts)  # no alert, nothing detected: 0/0
+    return (f"{e.dataset:4s} {e.detector:18s} {protocol:9s} recall {recall}  precision {precision}  "
+            f"F1 {events.f1:.3f}  incident precision {incident_precision}  "
             f"({events.detected}/{events.events} events, {events.alerts} alerts){refused}{nab_part}{culprits}{speed}")
+
+
+def _percent(share: float, of: int) -> str:
+    """A share of ``of`` things for the row, or a dash when there were none (no labelled event, no alert): 0/0 is not 0 %."""
+    return f"{share:5.1%}" if of else f"{'–':>5s}"
 
 
 def train(config: Config, dataset: str, series_name: str, detector_name: str, alias: str | None,

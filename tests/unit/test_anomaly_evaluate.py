@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -140,6 +141,16 @@ def test_metrics_a_detector_could_not_learn_are_reported_per_series_and_the_seri
     assert evaluation.events.detected == 1 and evaluation.metrics()["metrics_left_out"] == 1
     assert "metrics not learned (scored without them): 1 in 1 series" in format_row(evaluation)
     assert json.loads(summary_json([evaluation]))[0]["metrics_left_out"] == {"host": left_out}
+
+
+def test_a_share_of_nothing_prints_as_a_dash_not_as_zero():
+    from perflake.anomaly.commands import format_row
+
+    frame = syn.clean()
+    quiet = ev.Series("quiet", frame.iloc[: syn.FIT_ROWS], frame, np.full(len(frame), -1), "c")  # no labelled anomaly
+    scored = {"quiet": ev.score_series(quiet, "null", {}, ev.DEFAULT_REFRACTORY_ROWS)}
+    row = format_row(ev.evaluate("simulated", [quiet], scored, "null", "fixed"))
+    assert re.search(r"recall +–  precision +–  F1 0.000  incident precision +–  \(0/0 events, 0 alerts\)", row), row
 
 
 def _fitted_on_first_rows(frame: pd.DataFrame) -> ev.Series:
