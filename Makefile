@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: setup run test test-unit test-integration services-up services-down clean
+.PHONY: setup run lint test test-unit test-integration services-up services-down clean
 
 setup: $(VENV)/.installed
 	$(BIN)/perflake setup
@@ -23,7 +23,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 run: setup
 	$(BIN)/perflake run $(ARGS)
 
-test: setup
+lint: setup
+	$(BIN)/flake8
+
+test: lint
 	$(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
 
 test-unit: setup

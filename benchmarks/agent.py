@@ -152,7 +152,8 @@ def raw_producer_throughput(config, count: int = 200_000) -> dict[str, float]:
     producer.flush()
     figures["kafka-python, one 70-byte message each"] = count / (time.perf_counter() - started)
     producer.close()
-    confluent = Producer({"bootstrap.servers": config.kafka.bootstrap_servers, "acks": "all", "linger.ms": 5, "enable.idempotence": True})
+    confluent = Producer({"bootstrap.servers": config.kafka.bootstrap_servers, "acks": "all", "linger.ms": 5,
+                          "enable.idempotence": True})
     started = time.perf_counter()
     for _ in range(count):
         while True:
@@ -206,7 +207,8 @@ def capture_through_outage(config, local, seconds: float = 40, rate: int = 5000)
     delivered = agent.flush(120)
     agent.close()
     instance = agent.source.instance
-    events = consume_events(config, lambda event: event["source"]["instance"] == instance, agent.stats()["sequence"], timeout_s=120)
+    events = consume_events(config, lambda event: event["source"]["instance"] == instance, agent.stats()["sequence"],
+                            timeout_s=120)
     values = {e["payload"]["value"] for e in events if e["payload"].get("metric") == "outage_test"}
     return {
         "recorded": sent,
@@ -228,7 +230,8 @@ def main() -> None:
     config = bench_config(uuid.uuid4().hex[:8])
     print("1. cost per recorded metric ...", flush=True)
     show({name: round(value) for name, value in cost_per_metric(config).items()})
-    print(f"2-3. simulated service at {REQUEST_RATE}/s, {WORK_US} us of CPU each, {args.seconds:.0f}s without and with the agent ...", flush=True)
+    print(f"2-3. simulated service at {REQUEST_RATE}/s, {WORK_US} us of CPU each, "
+          f"{args.seconds:.0f}s without and with the agent ...", flush=True)
     show(overhead_and_latency(config, args.seconds))
     print("4. producer throughput, messages or events per second ...", flush=True)
     throughput = raw_producer_throughput(config)

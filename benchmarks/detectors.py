@@ -57,8 +57,8 @@ def main() -> None:
     if args.series not in by_name:
         parser.error(f"no series {args.series!r} in the simulated data set; e.g. {', '.join(sorted(by_name)[:3])}")
     series = by_name[args.series]
-    print(f"{series.name} ({', '.join(metric_columns(series.fit))}): fitted on {len(series.fit):,} rows, {args.rows:,} rows streamed "
-          f"per detector and batch size, one process", flush=True)
+    print(f"{series.name} ({', '.join(metric_columns(series.fit))}): fitted on {len(series.fit):,} rows, "
+          f"{args.rows:,} rows streamed per detector and batch size, one process", flush=True)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for detector in detectors:
         results[detector] = {f"{size} rows": streaming_figures(series, detector, size, args.rows) for size in batch_sizes}

@@ -114,7 +114,8 @@ def throughput_and_storage(count: int, warmup_count: int, events_per_message: in
         took = time.monotonic() - started
         print(f"{label}: produced {events_count} events, {events_per_message} per message, in {took:.1f}s", flush=True)
         timings = run_layers(spark, config, events_count, label)
-    silver_bytes = sum(directory_bytes(lake.table_path(config, "silver", t)) for t in {c.silver_table for c in CONTRACTS.values()})
+    silver_bytes = sum(directory_bytes(lake.table_path(config, "silver", t))
+                       for t in {c.silver_table for c in CONTRACTS.values()})
     gold_bytes = directory_bytes(f"{config.lake.root}/gold")
     result = {
         "events": count,
@@ -224,13 +225,16 @@ def query_latency(warmup: int = 100, repeats: int = 200) -> dict:
     end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     minutes = spark.range(24 * 60).select((F.lit(end) - F.expr("make_dt_interval(0, 0, CAST(id AS INT), 0)")).alias("window_at"))
     series = spark.createDataFrame(
-        [(m, s, h) for m in ("response_time_ms", "cpu_percent", "memory_used_bytes", "gc_pause_ms", "throughput_rps", "error_count")
+        [(m, s, h)
+         for m in ("response_time_ms", "cpu_percent", "memory_used_bytes", "gc_pause_ms", "throughput_rps", "error_count")
          for s in ("ws2-protocol-engine", "ws3-account-management", "ws4-market-integration") for h in ("app-1", "app-2")],
         "metric STRING, service STRING, host STRING",
     )
     rows = minutes.crossJoin(series).select(
         "metric", "service", F.lit(None).cast("string").alias("endpoint"), "host", "window_at", F.lit("ms").alias("unit"),
-        F.lit(60).cast("long").alias("n_samples"), *(F.rand().alias(c) for c in ("sum_value", "min_value", "max_value", "mean_value", "p50_value", "p95_value", "p99_value")),
+        F.lit(60).cast("long").alias("n_samples"),
+        *(F.rand().alias(c) for c in ("sum_value", "min_value", "max_value", "mean_value", "p50_value", "p95_value",
+                                      "p99_value")),
         F.lit(0).cast("long").alias("n_errors"), F.lit(0.0).alias("error_rate"), F.lit(1.0).alias("samples_per_s"),
         F.to_date("window_at").alias("window_date"), F.current_timestamp().alias("updated_at"),
     )
@@ -293,7 +297,8 @@ def end_to_end_latency(seconds: int, rate: int, warmup_seconds: int, history_eve
         warmup = produce_steadily(config, warmup_seconds, rate, seed=500, already=history_metrics)
         watch_gold(spark, config, warmup[-1][1], timeout_s=1200)
         warm_s = time.time() - started
-        print(f"warm-up: the history and {warmup[-1][1] - history_metrics} metric events in gold {warm_s:.1f} s after the first was sent")
+        print(f"warm-up: the history and {warmup[-1][1] - history_metrics} metric events in gold "
+              f"{warm_s:.1f} s after the first was sent")
         measured_from = time.time()
         cohorts = produce_steadily(config, seconds, rate, seed=1000, already=warmup[-1][1])
         seen = watch_gold(spark, config, cohorts[-1][1])
@@ -392,10 +397,12 @@ def main() -> None:
     parser.add_argument("--events-per-message", type=int, default=1, help="events in a Kafka message (agents pack many)")
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--warmup-seconds", type=int, default=20, help="traffic before the latency is measured")
-    parser.add_argument("--history-events", type=int, default=200_000, help="events of the past day the lake holds before the latency run")
+    parser.add_argument("--history-events", type=int, default=200_000,
+                        help="events of the past day the lake holds before the latency run")
     all_parts = ",".join(PARTS)
     parser.add_argument("--parts", default=all_parts, help=f"which measurements, comma-separated (default: {all_parts})")
-    parser.add_argument("--drivers", choices=sorted(runner.DRIVER_LAYOUTS), help="the streams' driver layout (default: the profile's pipeline.drivers)")
+    parser.add_argument("--drivers", choices=sorted(runner.DRIVER_LAYOUTS),
+                        help="the streams' driver layout (default: the profile's pipeline.drivers)")
     args = parser.parse_args()
     parts = args.parts.split(",")
     for option in ("events", "events_per_message"):

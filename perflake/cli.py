@@ -72,12 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="main job: services and pipeline up, feed sample traffic, show gold filling up")
     run.add_argument("--events", type=_positive_int, default=DEFAULT_RUN_EVENTS, help="events to feed (default %(default)s)")
     run.add_argument("--rate", type=_positive_int, default=DEFAULT_RUN_RATE, help="events per second (default %(default)s)")
-    run.add_argument("--timeout", type=_positive_int, default=600, help="seconds to wait for gold to catch up (default %(default)s)")
+    run.add_argument("--timeout", type=_positive_int, default=600,
+                     help="seconds to wait for gold to catch up (default %(default)s)")
     run.add_argument("--start", type=_utc_time, help="simulated start, ISO time, UTC if no offset (default now; e.g. a session's "
                      "open, 2026-11-23T14:30, to see trading tables filled outside trading hours)")
     run.set_defaults(handler=cmd_run)
 
-    pipeline = commands.add_parser("pipeline", help="start, stop or inspect the bronze, silver and gold streams (background processes)")
+    pipeline = commands.add_parser("pipeline",
+                                   help="start, stop or inspect the bronze, silver and gold streams (background processes)")
     pipeline.add_argument("action", choices=["start", "stop", "status"])
     pipeline.set_defaults(handler=cmd_pipeline)
 
@@ -103,38 +105,48 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("action", choices=["run", "start", "stop", "status", "load"])
     agent.add_argument("file", nargs="?", type=Path, help="load: the CSV file of snapshots")
     agent.add_argument("--event-type", default="account_snapshot", help="load: the rows' event type (default %(default)s)")
-    agent.add_argument("--service", default="ws3-account-management", help="load: the service the rows come from (default %(default)s)")
+    agent.add_argument("--service", default="ws3-account-management",
+                       help="load: the service the rows come from (default %(default)s)")
     agent.add_argument("--at-column", default="event_at", help="load: the column with each row's ISO time (default %(default)s)")
     agent.add_argument("--force", action="store_true", help="load: send a file again although it was loaded before")
     agent.set_defaults(handler=cmd_agent)
 
     simulate = commands.add_parser("simulate", help="drive the ALL-USE workload through the agents, with labelled anomalies")
     simulate.add_argument("--start", type=_utc_time, help="simulated start, ISO time, UTC if no offset (default: now)")
-    simulate.add_argument("--duration", type=_duration, default=_duration("10m"), help="simulated time, e.g. 90s, 30m, 6h, 5d (default 10m)")
-    simulate.add_argument("--rate", type=_positive_int, default=200, help="mean events per simulated second (default %(default)s)")
-    simulate.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second; 0: as fast as possible (default 1)")
+    simulate.add_argument("--duration", type=_duration, default=_duration("10m"),
+                          help="simulated time, e.g. 90s, 30m, 6h, 5d (default 10m)")
+    simulate.add_argument("--rate", type=_positive_int, default=200,
+                          help="mean events per simulated second (default %(default)s)")
+    simulate.add_argument("--speed", type=float, default=1.0,
+                          help="simulated seconds per wall second; 0: as fast as possible (default 1)")
     simulate.add_argument("--seed", type=int, default=0, help="the same seed gives the same workload and labels (default 0)")
     simulate.add_argument("--anomalies", type=int, default=8, help="anomalies to inject (default %(default)s, one of each kind)")
     simulate.add_argument("--labels", type=Path, help="labels CSV (default <state>/simulator/labels-<seed>.csv)")
     simulate.set_defaults(handler=cmd_simulate)
 
-    evaluate = commands.add_parser("evaluate", help="anomaly detectors: score NAB outputs, evaluate, train and register, score a file")
+    evaluate = commands.add_parser("evaluate",
+                                   help="anomaly detectors: score NAB outputs, evaluate, train and register, score a file")
     actions = evaluate.add_subparsers(dest="action", required=True, metavar="ACTION")
-    nab_score = actions.add_parser("nab-score", help="the three NAB profile scores of a folder of detector outputs (NAB's layout)")
+    nab_score = actions.add_parser("nab-score",
+                                   help="the three NAB profile scores of a folder of detector outputs (NAB's layout)")
     nab_score.add_argument("results_dir", type=Path, help="e.g. ../shared/data/nab/reference_detectors/numenta")
     nab_score.add_argument("--thresholds", type=Path, help="NAB thresholds.json to use (default: NAB's optimum on the corpus)")
     nab_score.add_argument("--nab-dir", type=Path, help="the NAB corpus (default <ml.reference_data_dir>/nab)")
     nab_score.set_defaults(handler=cmd_evaluate_nab_score)
-    run_eval = actions.add_parser("run", help="evaluate detectors and the null/random baselines on a labelled data set; logs to MLflow")
+    run_eval = actions.add_parser("run",
+                                  help="evaluate detectors and the null/random baselines on a labelled data set; logs to MLflow")
     run_eval.add_argument("--dataset", required=True, choices=_dataset_names())
     run_eval.add_argument("--detector", required=True, help=f"comma-separated, or all ({', '.join(_detector_names())})")
-    run_eval.add_argument("--protocol", default="fixed,cross_fit", help="threshold protocols, comma-separated: fixed, cross_fit, nab "
+    run_eval.add_argument("--protocol", default="fixed,cross_fit",
+                          help="threshold protocols, comma-separated: fixed, cross_fit, nab "
                           "(default %(default)s)")
-    run_eval.add_argument("--refractory-rows", type=int, default=400, help="an alert must beat the levels of this many rows before it (default %(default)s)")
+    run_eval.add_argument("--refractory-rows", type=int, default=400,
+                          help="an alert must beat the levels of this many rows before it (default %(default)s)")
     run_eval.add_argument("--refit-every", type=_period, metavar="PERIOD",
                           help="retrain each detector on this schedule (e.g. 1D: nightly) on every row before, as deployed; "
                           "one that learns as it streams keeps learning (default: fitted once)")
-    run_eval.add_argument("--workers", type=_positive_int, default=2, help="processes scoring series in parallel (default %(default)s)")
+    run_eval.add_argument("--workers", type=_positive_int, default=2,
+                          help="processes scoring series in parallel (default %(default)s)")
     run_eval.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     run_eval.add_argument("--json", type=Path, help="also write the results as JSON here")
     run_eval.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
@@ -149,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--alias", default="champion", help="alias to point at the new version (default %(default)s)")
     train.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     train.set_defaults(handler=cmd_evaluate_train)
-    score = actions.add_parser("score", help="score a CSV (timestamp + metric columns) with a registered detector, top rows explained")
+    score = actions.add_parser("score",
+                               help="score a CSV (timestamp + metric columns) with a registered detector, top rows explained")
     score.add_argument("csv_file", type=Path)
     score.add_argument("--model", required=True, help="registered model, e.g. perflake-anomaly-ensemble")
     score.add_argument("--alias", default="champion", help="alias or version number (default %(default)s)")
@@ -157,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.set_defaults(handler=cmd_evaluate_score)
 
     smoke = commands.add_parser("smoke", help="platform self-test: Kafka -> Spark -> Delta with a throw-away table")
-    smoke.add_argument("--events", type=_positive_int, default=DEFAULT_SMOKE_EVENTS, help="events to produce (default %(default)s)")
+    smoke.add_argument("--events", type=_positive_int, default=DEFAULT_SMOKE_EVENTS,
+                       help="events to produce (default %(default)s)")
     smoke.set_defaults(handler=cmd_smoke)
 
     submit = commands.add_parser("submit", help="spark-submit a job with the profile's Spark settings")
@@ -274,8 +288,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     start = (args.start or datetime.now(timezone.utc)).timestamp()
     workload = Workload(start, args.duration, args.rate, args.seed, args.anomalies, config.pipeline.trading_timezone)
     labels = args.labels or config.paths.state_dir / "simulator" / f"labels-{args.seed}.csv"
-    print(f"simulating {args.duration:.0f}s from {datetime.fromtimestamp(start, timezone.utc).isoformat()} at ~{args.rate} events/s, "
-          f"{len(workload.anomalies)} anomalies (labels: {labels})")
+    print(f"simulating {args.duration:.0f}s from {datetime.fromtimestamp(start, timezone.utc).isoformat()} "
+          f"at ~{args.rate} events/s, {len(workload.anomalies)} anomalies (labels: {labels})")
 
     def progress(summary, at: float) -> None:
         print(f"  at {datetime.fromtimestamp(at, timezone.utc):%Y-%m-%d %H:%M:%S}Z: {summary.total} events "
@@ -311,9 +325,9 @@ def cmd_evaluate_run(args: argparse.Namespace) -> int:
     detectors = _detector_names() if args.detector == "all" else args.detector.split(",")
 
     def run() -> None:
-        results = run_evaluation(get_config(), args.dataset, detectors, args.protocol.split(","), args.refractory_rows, args.workers,
-                                 track=not args.no_track, say=lambda line: print(line, flush=True), refit_every=args.refit_every,
-                                 data_dir=args.data_dir, nab_results=args.nab_results)
+        results = run_evaluation(get_config(), args.dataset, detectors, args.protocol.split(","), args.refractory_rows,
+                                 args.workers, track=not args.no_track, say=lambda line: print(line, flush=True),
+                                 refit_every=args.refit_every, data_dir=args.data_dir, nab_results=args.nab_results)
         if args.json:
             args.json.write_text(summary_json(results))
 
@@ -406,7 +420,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"simulating {args.events} ALL-USE events at {args.rate}/s through the agents ...")
         start = args.start.timestamp() if args.start else None
         produced = live.feed(config, args.events, args.rate, show, seed=time.time_ns() % 2**32, start=start)
-        print(f"produced {produced.total} events in {produced.kafka_messages} Kafka messages; injected anomalies: {produced.labels_file}")
+        print(f"produced {produced.total} events in {produced.kafka_messages} Kafka messages; injected anomalies: "
+              f"{produced.labels_file}")
         print("waiting for the streams to catch up ...")
         caught_up = live.wait_until_caught_up(config, produced, args.timeout, lambda line: print(line, flush=True))
     except KeyboardInterrupt:
@@ -435,7 +450,8 @@ def show_gold(config) -> None:
         print(f"gold.{table}:")
         spark.sql(query.format(table=f"delta.`{table_path(config, 'gold', table)}`")).show(truncate=False)
     if config.metastore.enabled:
-        print('query gold by name: perflake sql -e "SELECT * FROM gold.metric_rollups_1m LIMIT 10"  (JDBC: perflake sql-server start)')
+        print('query gold by name: perflake sql -e "SELECT * FROM gold.metric_rollups_1m LIMIT 10"  '
+              '(JDBC: perflake sql-server start)')
         print('  or without Spark (no Spark job per query): perflake query "SELECT * FROM gold.metric_rollups_1m LIMIT 10"')
     else:
         print(f"query gold with Spark SQL: SELECT * FROM delta.`{table_path(config, 'gold', 'metric_rollups_1m')}`")
@@ -458,7 +474,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             print(f"{item.layer:7} {item.state}")
             for name, stream in item.streams.items():
                 print(
-                    f"    {name}: batch {stream.get('batch_id')} at {stream.get('batch_at')}, {stream.get('input_rows_per_s')} rows/s in, "
+                    f"    {name}: batch {stream.get('batch_id')} at {stream.get('batch_at')}, "
+                    f"{stream.get('input_rows_per_s')} rows/s in, "
                     f"{stream.get('processed_rows_per_s')} rows/s processed, {stream.get('total_input_rows')} rows since start, "
                     f"behind {stream.get('behind') or 0}{', idle' if stream.get('idle') else ''}"
                 )
@@ -483,7 +500,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     for check in checks:
         verdict = "ok " if check.is_ok else "GAP"
         repeated = f", {check.repeated} repeated" if check.repeated else ""
-        print(f"{verdict} {check.step:17} {check.scope:45} expected {check.expected:>9}  found {check.found:>9}{repeated}  {check.detail}")
+        print(f"{verdict} {check.step:17} {check.scope:45} expected {check.expected:>9}  found {check.found:>9}{repeated}  "
+              f"{check.detail}")
     gaps = [check for check in checks if not check.is_ok]
     print(f"{len(gaps)} gap(s) in {len(checks)} checks")
     return 1 if gaps else 0
@@ -516,8 +534,10 @@ def cmd_sql_server(args: argparse.Namespace) -> int:
     server = sql.thrift_server(config)
     if args.action == "start":
         started = sql.start_thrift_server(config)
-        print(f"Spark Thrift server {'started' if started else 'already running'}: {sql.jdbc_url(config)} (log {server.log_file})")
-        print(f"e.g. {sql.spark_executable('beeline')} -u {sql.jdbc_url(config)} -e 'SELECT * FROM gold.metric_rollups_1m LIMIT 5'")
+        print(f"Spark Thrift server {'started' if started else 'already running'}: {sql.jdbc_url(config)} "
+              f"(log {server.log_file})")
+        print(f"e.g. {sql.spark_executable('beeline')} -u {sql.jdbc_url(config)} "
+              "-e 'SELECT * FROM gold.metric_rollups_1m LIMIT 5'")
     elif args.action == "stop":
         print("stopped" if server.stop(30) else "was not running")
     else:

@@ -322,7 +322,8 @@ def _resolve_paths(config: Config, project_dir: Path) -> Config:
         root = absolute(Path(root)).as_uri()
     spool_dir = config.agent.spool.dir if config.agent.spool.dir.is_absolute() else paths.state_dir / config.agent.spool.dir
     agent = dataclasses.replace(config.agent, spool=dataclasses.replace(config.agent.spool, dir=spool_dir))
-    return dataclasses.replace(config, paths=paths, lake=LakeConfig(root=root.rstrip("/")), agent=agent, ml=_resolve_ml(config.ml, paths.state_dir, absolute))
+    return dataclasses.replace(config, paths=paths, lake=LakeConfig(root=root.rstrip("/")), agent=agent,
+                               ml=_resolve_ml(config.ml, paths.state_dir, absolute))
 
 
 def _resolve_ml(ml: MlConfig, state_dir: Path, absolute: typing.Callable[[Path], Path]) -> MlConfig:
@@ -332,4 +333,5 @@ def _resolve_ml(ml: MlConfig, state_dir: Path, absolute: typing.Callable[[Path],
 
     tracking = ml.tracking_uri if "://" in ml.tracking_uri else f"sqlite:///{under_state(ml.tracking_uri)}"
     artifacts = ml.artifact_root if "://" in ml.artifact_root else under_state(ml.artifact_root).as_uri()
-    return dataclasses.replace(ml, tracking_uri=tracking, artifact_root=artifacts, reference_data_dir=absolute(ml.reference_data_dir))
+    return dataclasses.replace(ml, tracking_uri=tracking, artifact_root=artifacts,
+                               reference_data_dir=absolute(ml.reference_data_dir))

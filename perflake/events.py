@@ -50,7 +50,8 @@ def envelope(
 def sample_events(count: int, end_at: datetime, seed: int = 0, span: timedelta = timedelta(minutes=5)) -> list[dict]:
     """``count`` valid events of every type, spread over ``span`` before ``end_at``."""
     rng = random.Random(seed)
-    makers = [(metric_payload, 60), (order_payload, 8), (fill_payload, 6), (market_data_payload, 10), (connection_payload, 1), (snapshot_payload, 8), (operation_payload, 2), (decision_payload, 5)]
+    makers = [(metric_payload, 60), (order_payload, 8), (fill_payload, 6), (market_data_payload, 10), (connection_payload, 1),
+              (snapshot_payload, 8), (operation_payload, 2), (decision_payload, 5)]
     functions, weights = zip(*makers)
     events = []
     for sequence in range(count):
@@ -66,7 +67,8 @@ def sample_events(count: int, end_at: datetime, seed: int = 0, span: timedelta =
 def metric_payload(rng: random.Random) -> tuple[str, str, dict]:
     service = rng.choice(list(SERVICES))
     if rng.random() < 0.25:
-        name, unit, value = rng.choice([("cpu_percent", "percent", rng.uniform(5, 95)), ("memory_used_bytes", "bytes", rng.uniform(1e9, 8e9))])
+        name, unit, value = rng.choice([("cpu_percent", "percent", rng.uniform(5, 95)),
+                                        ("memory_used_bytes", "bytes", rng.uniform(1e9, 8e9))])
         return "metric", service, {"metric": name, "value": round(value, 3), "unit": unit, "kind": "gauge"}
     status = rng.choices([200, 400, 500, 503], [90, 5, 3, 2])[0]
     return "metric", service, {

@@ -38,14 +38,16 @@ def client_settings(config: Config) -> dict:
         "security_protocol": config.kafka.security_protocol,
         "request_timeout_ms": config.kafka.request_timeout_ms,
     }
-    names = {"sasl_mechanism": "sasl_mechanism", "sasl_username": "sasl_plain_username", "sasl_password": "sasl_plain_password", "ssl_cafile": "ssl_cafile"}
+    names = {"sasl_mechanism": "sasl_mechanism", "sasl_username": "sasl_plain_username", "sasl_password": "sasl_plain_password",
+             "ssl_cafile": "ssl_cafile"}
     return settings | {names[key]: value for key, value in secure.items()}
 
 
 def spark_options(config: Config) -> dict[str, str]:
     """The same connection for Spark's Kafka source (Java client property names)."""
     secure = security(config)
-    options = {"kafka.bootstrap.servers": config.kafka.bootstrap_servers, "kafka.security.protocol": config.kafka.security_protocol}
+    options = {"kafka.bootstrap.servers": config.kafka.bootstrap_servers,
+               "kafka.security.protocol": config.kafka.security_protocol}
     if "sasl_mechanism" in secure:
         mechanism = secure["sasl_mechanism"]
         module = _JAAS_MODULES.get(mechanism, _SCRAM_MODULE)
@@ -124,7 +126,8 @@ def consume_events(config: Config, keep: Callable[[dict], bool], expected: int, 
     bytes that are not JSON, is skipped), read until ``expected`` distinct ones arrived and a second passed."""
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(*config.kafka.topics.values(), **client_settings(config), auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = KafkaConsumer(*config.kafka.topics.values(), **client_settings(config), auto_offset_reset="earliest",
+                             enable_auto_commit=False)
     events: list[dict] = []
     ids: set[str] = set()
     deadline = time.monotonic() + timeout_s

@@ -40,7 +40,8 @@ def read_table(spark: SparkSession, config: Config, layer: str, table: str) -> D
     return spark.read.format("delta").load(table_path(config, layer, table))
 
 
-def read_kafka_stream(spark: SparkSession, config: Config, topics: list[str], max_offsets_per_trigger: int | None = None) -> DataFrame:
+def read_kafka_stream(spark: SparkSession, config: Config, topics: list[str],
+                      max_offsets_per_trigger: int | None = None) -> DataFrame:
     """Spark's own Kafka source over ``topics``, from the earliest offset on first start."""
     reader = (
         spark.readStream.format("kafka")
@@ -68,7 +69,8 @@ def append_stream(
     Delta's streaming sink commits each micro-batch once: a batch replayed after a crash
     (same batch id, from the checkpoint) is recognised and not written again.
     """
-    writer = df.writeStream.format("delta").outputMode("append").queryName(stream).option("checkpointLocation", checkpoint_path(config, stream))
+    writer = df.writeStream.format("delta").outputMode("append").queryName(stream)
+    writer = writer.option("checkpointLocation", checkpoint_path(config, stream))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     return _with_trigger(writer, config, available_now).start(table_path(config, layer, table))
@@ -78,7 +80,8 @@ def foreach_batch_stream(
     df: DataFrame, config: Config, stream: str, process_batch: Callable[[DataFrame, int], None], available_now: bool = False
 ) -> StreamingQuery:
     """Start a stream that hands each micro-batch to ``process_batch(batch, batch_id)``."""
-    writer = df.writeStream.foreachBatch(process_batch).queryName(stream).option("checkpointLocation", checkpoint_path(config, stream))
+    writer = df.writeStream.foreachBatch(process_batch).queryName(stream)
+    writer = writer.option("checkpointLocation", checkpoint_path(config, stream))
     return _with_trigger(writer, config, available_now).start()
 
 
@@ -102,7 +105,8 @@ def table_exists(spark: SparkSession, config: Config, layer: str, table: str) ->
     return first_commit.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(first_commit)
 
 
-def ensure_table(spark: SparkSession, config: Config, layer: str, table: str, schema: StructType, partition_by: list[str]) -> None:
+def ensure_table(spark: SparkSession, config: Config, layer: str, table: str, schema: StructType,
+                 partition_by: list[str]) -> None:
     """Create the Delta table if it does not exist; add the columns ``schema`` has and it lacks."""
     from delta.tables import DeltaTable
 
@@ -150,7 +154,8 @@ def append(df: DataFrame, config: Config, layer: str, table: str, txn: tuple[str
     """Append; Delta skips the write if this (app id, version) already committed, so a
     micro-batch replayed after a crash is not appended twice."""
     app_id, version = txn
-    df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version).save(table_path(config, layer, table))
+    writer = df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version)
+    writer.save(table_path(config, layer, table))
 
 
 def _merge(

@@ -59,14 +59,16 @@ def parse_smoke_messages(messages: DataFrame, payload_ddl: str) -> DataFrame:
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("kafka_at"),
-    ).select("payload.*", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_at", F.current_timestamp().alias("ingested_at"))
+    ).select("payload.*", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_at",
+             F.current_timestamp().alias("ingested_at"))
 
 
 def ingest_available(spark: SparkSession, config: Config) -> None:
     """Read everything the smoke topic holds now into bronze.smoke_events, then stop."""
     schema = load_table_schema(LAYER, TABLE)
     messages = lake.read_kafka_stream(spark, config, [config.topic(TOPIC_KEY)])
-    query = lake.append_stream(parse_smoke_messages(messages, schema["payload_ddl"]), config, LAYER, TABLE, STREAM, available_now=True)
+    query = lake.append_stream(parse_smoke_messages(messages, schema["payload_ddl"]), config, LAYER, TABLE, STREAM,
+                               available_now=True)
     query.awaitTermination()
 
 
@@ -84,7 +86,8 @@ def run_smoke(spark: SparkSession, config: Config, count: int, say=print) -> Smo
     topic = config.topic(TOPIC_KEY)
     run_id = uuid.uuid4().hex[:12]
     ensure_topics(config, [topic])
-    produced = produce_json(config, topic, smoke_events(run_id, count, datetime.now(timezone.utc), seed=int(run_id, 16)), "event_id")
+    produced = produce_json(config, topic, smoke_events(run_id, count, datetime.now(timezone.utc), seed=int(run_id, 16)),
+                            "event_id")
     say(f"produced {produced} events of run {run_id} to Kafka topic {topic} (acks=all)")
     ingest_available(spark, config)
     landed, total = count_run(spark, config, run_id)

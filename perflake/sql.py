@@ -13,7 +13,8 @@ THRIFT_SERVER_CLASS = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
 
 def require_metastore(config: Config) -> None:
     if not config.metastore.enabled:
-        raise ServiceError(f"profile {config.profile} has no metastore (metastore.enabled = false): tables have no names to query")
+        raise ServiceError(f"profile {config.profile} has no metastore (metastore.enabled = false): "
+                           "tables have no names to query")
 
 
 def spark_sql_command(config: Config, args: list[str]) -> list[str]:
@@ -41,7 +42,8 @@ def start_thrift_server(config: Config, timeout_s: float = 180) -> bool:
     tail = ["--class", THRIFT_SERVER_CLASS, "--name", "perflake-sql-server", "spark-internal"]
     server.start(spark_command(config, "spark-submit", tail + [arg for item in hive for arg in ("--hiveconf", item)]))
     try:
-        wait_for(lambda: port_is_open(config.metastore.host, config.metastore.thrift_port), timeout_s, "the Spark Thrift server", server.is_running)
+        wait_for(lambda: port_is_open(config.metastore.host, config.metastore.thrift_port), timeout_s, "the Spark Thrift server",
+                 server.is_running)
     except ServiceError as error:
         server.stop(30)
         raise ServiceError(f"{error}; last lines of {server.log_file}:\n{server.log_tail()}") from None

@@ -85,7 +85,8 @@ def load_file(path: Path, event_type: str, agent: Agent, at_column: str = "event
     digest = file_digest(path)
     loaded = read_ledger(agent.config)
     if digest in loaded and not force:
-        raise BatchError(f"{path} was loaded before (as {loaded[digest]['file']}, {loaded[digest]['events']} events); --force sends it again")
+        raise BatchError(f"{path} was loaded before (as {loaded[digest]['file']}, {loaded[digest]['events']} events); "
+                         "--force sends it again")
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError) as error:
@@ -95,9 +96,11 @@ def load_file(path: Path, event_type: str, agent: Agent, at_column: str = "event
     if missing:
         raise BatchError(f"{path}: missing column(s) {', '.join(missing)} for {event_type}")
     times = pd.to_datetime(frame[at_column], utc=True, errors="coerce", format="ISO8601")
-    problems = [f"line {index + 2}: {at_column} {frame[at_column].iloc[index]!r} is not an ISO-8601 time" for index in frame.index[times.isna()]]
+    problems = [f"line {index + 2}: {at_column} {frame[at_column].iloc[index]!r} is not an ISO-8601 time"
+                for index in frame.index[times.isna()]]
     payloads = typed_payloads(frame, contract)
-    problems += [f"line {index + 2}: {'; '.join(found)}" for index, payload in enumerate(payloads) if (found := payload_problems(contract, payload))]
+    problems += [f"line {index + 2}: {'; '.join(found)}"
+                 for index, payload in enumerate(payloads) if (found := payload_problems(contract, payload))]
     if problems:
         more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
         raise BatchError(f"{path}: {len(problems)} bad row(s), nothing sent{more}:\n  " + "\n  ".join(problems[:MAX_REPORTED]))

@@ -86,7 +86,8 @@ class Timer:
         self._agent, self._series, self._sample_rate = agent, series, sample_rate
         self._queue, self._capacity = agent._queue, agent._capacity
 
-    def observe(self, value: float, status_code: int | None = None, is_error: bool | None = None, at: float | None = None) -> None:
+    def observe(self, value: float, status_code: int | None = None, is_error: bool | None = None,
+                at: float | None = None) -> None:
         if self._sample_rate < 1.0 and random.random() >= self._sample_rate:
             return
         if not _is_within(value, -_LIMIT):
@@ -198,7 +199,8 @@ class Agent:
         self._capacity = settings.queue_capacity
         self.dropped_events = 0
         self.invalid_events = 0
-        self.source = Source(service, host or socket.gethostname(), instance or f"{os.getpid()}-{random.getrandbits(32):08x}", component)
+        self.source = Source(service, host or socket.gethostname(), instance or f"{os.getpid()}-{random.getrandbits(32):08x}",
+                             component)
         self._check_source()
         self._encoder = EnvelopeEncoder(self.source, settings.static_tags | (tags or {}))
         self._counters: dict[_Series, Counter] = {}
@@ -231,19 +233,23 @@ class Agent:
 
     # --- instruments ---------------------------------------------------------------------
 
-    def timer(self, name: str, endpoint: str | None = None, tags: dict[str, str] | None = None, unit: str = "ms") -> Timer | _Rejected:
+    def timer(self, name: str, endpoint: str | None = None, tags: dict[str, str] | None = None,
+              unit: str = "ms") -> Timer | _Rejected:
         return self._observer(Timer, name, unit, "timer", endpoint, tags)
 
-    def histogram(self, name: str, unit: str, endpoint: str | None = None, tags: dict[str, str] | None = None) -> Histogram | _Rejected:
+    def histogram(self, name: str, unit: str, endpoint: str | None = None,
+                  tags: dict[str, str] | None = None) -> Histogram | _Rejected:
         return self._observer(Histogram, name, unit, "histogram", endpoint, tags)
 
-    def counter(self, name: str, unit: str = "count", endpoint: str | None = None, tags: dict[str, str] | None = None) -> Counter | _Rejected:
+    def counter(self, name: str, unit: str = "count", endpoint: str | None = None,
+                tags: dict[str, str] | None = None) -> Counter | _Rejected:
         return self._aggregate(Counter, self._counters, name, unit, "counter", endpoint, tags)
 
     def gauge(self, name: str, unit: str, endpoint: str | None = None, tags: dict[str, str] | None = None) -> Gauge | _Rejected:
         return self._aggregate(Gauge, self._gauges, name, unit, "gauge", endpoint, tags)
 
-    def sample(self, name: str, value: float, unit: str, kind: str = "gauge", tags: dict[str, str] | None = None, at: float | None = None) -> None:
+    def sample(self, name: str, value: float, unit: str, kind: str = "gauge", tags: dict[str, str] | None = None,
+               at: float | None = None) -> None:
         """One metric event now (or at ``at``, epoch seconds)."""
         series = self._series_for(name, unit, kind, None, tags)
         if isinstance(series, str):
@@ -252,7 +258,8 @@ class Agent:
 
     # --- business events -----------------------------------------------------------------
 
-    def event(self, event_type: str, payload: dict[str, Any], at: float | None = None, tags: dict[str, str] | None = None) -> None:
+    def event(self, event_type: str, payload: dict[str, Any], at: float | None = None,
+              tags: dict[str, str] | None = None) -> None:
         """One business event, checked against ``schemas/events/<event_type>.v1.json``."""
         contract = self.contracts.get((event_type, 1))
         if contract is None:
@@ -276,10 +283,12 @@ class Agent:
         self.event("account_snapshot", payload)
 
     def fork(self, account_id: str, new_account_id: str, amount_usd: float, **extra) -> None:
-        self.event("account_operation", {"operation": "fork", "account_id": account_id, "related_account_id": new_account_id, "amount_usd": amount_usd, **extra})
+        self.event("account_operation", {"operation": "fork", "account_id": account_id, "related_account_id": new_account_id,
+                                         "amount_usd": amount_usd, **extra})
 
     def merge(self, account_id: str, into_account_id: str, amount_usd: float, **extra) -> None:
-        self.event("account_operation", {"operation": "merge", "account_id": account_id, "related_account_id": into_account_id, "amount_usd": amount_usd, **extra})
+        self.event("account_operation", {"operation": "merge", "account_id": account_id, "related_account_id": into_account_id,
+                                         "amount_usd": amount_usd, **extra})
 
     def reinvest(self, account_id: str, amount_usd: float, **extra) -> None:
         self.event("account_operation", {"operation": "reinvest", "account_id": account_id, "amount_usd": amount_usd, **extra})
@@ -338,11 +347,13 @@ class Agent:
         log.warning("agent dropped an invalid record: %s", reason)
 
     def _check_source(self) -> None:
-        for name, value, limit in (("service", self.source.service, 128), ("host", self.source.host, 255), ("instance", self.source.instance, 128)):
+        for name, value, limit in (("service", self.source.service, 128), ("host", self.source.host, 255),
+                                   ("instance", self.source.instance, 128)):
             if not value or len(value) > limit:
                 raise AgentUsageError(f"source.{name} must be 1 to {limit} characters, got {value!r}")
 
-    def _series_for(self, name: str, unit: str, kind: str, endpoint: str | None, tags: dict[str, str] | None, sampled: float = 1.0) -> _Series | str:
+    def _series_for(self, name: str, unit: str, kind: str, endpoint: str | None, tags: dict[str, str] | None,
+                    sampled: float = 1.0) -> _Series | str:
         key = (name, unit, kind, endpoint, tuple(sorted((tags or {}).items())), sampled)
         with self._lock:
             if key in self._series:
@@ -350,7 +361,8 @@ class Agent:
             fields = self.contracts[_METRIC].fields
             values = {"metric": name, "unit": unit, "kind": kind, "endpoint": endpoint}
             problems = [problem for spec in fields if spec.name in values for problem in field_problems(spec, values[spec.name])]
-            bad_tags = [f"tag {k!r}={v!r} is not text" for k, v in (tags or {}).items() if not isinstance(k, str) or not isinstance(v, str)]
+            bad_tags = [f"tag {k!r}={v!r} is not text"
+                        for k, v in (tags or {}).items() if not isinstance(k, str) or not isinstance(v, str)]
             if problems or bad_tags:
                 return f"metric {name!r}: {'; '.join(problems + bad_tags)}"
             series_tags = dict(tags or {}) | ({"sample_rate": str(sampled)} if sampled < 1.0 else {})
@@ -366,7 +378,8 @@ class Agent:
             return _Rejected(self, series)
         return cls(self, series, rate)
 
-    def _aggregate(self, cls: type, registry: dict, name: str, unit: str, kind: str, endpoint: str | None, tags: dict[str, str] | None):
+    def _aggregate(self, cls: type, registry: dict, name: str, unit: str, kind: str, endpoint: str | None,
+                   tags: dict[str, str] | None):
         series = self._series_for(name, unit, kind, endpoint, tags)
         if isinstance(series, str):
             self._reject(series)

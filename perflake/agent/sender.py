@@ -136,7 +136,8 @@ class Sender(threading.Thread):
         by_topic: dict[str, list[bytes]] = {}
         for topic, event in encoded:
             by_topic.setdefault(topic, []).append(event)
-        messages = [(topic, value, count) for topic, events in by_topic.items() for value, count in pack(events, self.max_message_bytes)]
+        messages = [(topic, value, count)
+                    for topic, events in by_topic.items() for value, count in pack(events, self.max_message_bytes)]
         self._check_acknowledgements(now)
         if self._spooling and not final:
             self._replay(now)
@@ -251,7 +252,8 @@ class Sender(threading.Thread):
         outcomes: dict[int, Exception | None] = {}
         for index, message in enumerate(chunk):
             try:
-                self.transport.send(message.topic, message.key, message.value, lambda error, index=index: outcomes.__setitem__(index, error))
+                self.transport.send(message.topic, message.key, message.value,
+                                    lambda error, index=index: outcomes.__setitem__(index, error))
             except Exception as error:
                 outcomes.update((rest, error) for rest in range(index, len(chunk)))
                 break

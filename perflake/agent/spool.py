@@ -192,7 +192,8 @@ class Spool:
 
     def _discard_through(self, segment: int, offset: int) -> None:
         self._cursor = (segment, offset)
-        for number in [n for n in self._sizes if n < segment or (n == segment and n != self._active and offset >= self._sizes[n])]:
+        for number in [n for n in self._sizes
+                       if n < segment or (n == segment and n != self._active and offset >= self._sizes[n])]:
             self._delete(number)
         self._write_cursor()
 

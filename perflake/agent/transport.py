@@ -83,7 +83,8 @@ class ConfluentTransport:
             "message.max.bytes": config.agent.max_message_bytes * 2,
             "socket.connection.setup.timeout.ms": int(connect_timeout_s * 1000),
         }
-        names = {"sasl_mechanism": "sasl.mechanism", "sasl_username": "sasl.username", "sasl_password": "sasl.password", "ssl_cafile": "ssl.ca.location"}
+        names = {"sasl_mechanism": "sasl.mechanism", "sasl_username": "sasl.username", "sasl_password": "sasl.password",
+                 "ssl_cafile": "ssl.ca.location"}
         self._producer = Producer(settings | {names[key]: value for key, value in secure.items()})
 
     def send(self, topic: str, key: bytes, value: bytes, on_done: Callback) -> None:

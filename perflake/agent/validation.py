@@ -34,7 +34,8 @@ def field_problems(field: FieldSpec, value) -> list[str]:
         (field.maximum, lambda v: value > v, "above the maximum"),
         (field.exclusive_maximum, lambda v: value >= v, "not below"),
     ]
-    problems += [f"{label} = {value} is {words} {bound}" for bound, failed, words in bounds if bound is not None and failed(bound)]
+    problems += [f"{label} = {value} is {words} {bound}"
+                 for bound, failed, words in bounds if bound is not None and failed(bound)]
     if field.max_length is not None and len(value) > field.max_length:
         problems.append(f"{label} is longer than {field.max_length} characters")
     if field.pattern is not None and not _compiled(field.pattern).search(value):

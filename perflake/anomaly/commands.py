@@ -89,7 +89,8 @@ def plots(data: list[ev.Series], scored: dict[str, ev.Scored], evaluation: ev.Ev
     from perflake.anomaly.tracking import detection_figure
 
     busiest = sorted(data, key=lambda s: -len(set(s.segment[s.segment >= 0])))[:PLOTTED_SERIES]
-    return {f"{series.name.replace('/', '__')}.png": detection_figure(series, scored[series.name].levels, evaluation.thresholds[series.name])
+    return {f"{series.name.replace('/', '__')}.png":
+            detection_figure(series, scored[series.name].levels, evaluation.thresholds[series.name])
             for series in busiest}
 
 

@@ -36,8 +36,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from perflake.anomaly.features import (DETECTOR_FEATURES, EPSILON, MAD_TO_SIGMA, FeatureSet, compute_features, past_median_spread,
-                                      seasonal_slots)
+from perflake.anomaly.features import (DETECTOR_FEATURES, EPSILON, MAD_TO_SIGMA, FeatureSet, compute_features,
+                                       past_median_spread, seasonal_slots)
 from perflake.anomaly.patterns import ShapeLibrary, dominant_period
 
 TAIL_QUANTILE = 0.95
@@ -222,7 +222,8 @@ def checked_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def contributing_metric(contributor: str) -> str:
-    """The metric a contributor names: ``m05``, its feature ``m05__robust_z_60``, an ensemble member's ``sequence_surprise:m05``."""
+    """The metric a contributor names: ``m05``, its feature ``m05__robust_z_60``, an ensemble member's
+    ``sequence_surprise:m05``."""
     return contributor.rsplit(":", 1)[-1].split("__", 1)[0]
 
 
@@ -404,7 +405,8 @@ class SeasonalProfileDetector(UnivariateDetector):
     name, family = "seasonal_profile", "seasonal_baseline"
     context_rows = 1
 
-    def __init__(self, slot: str = "phase_hour", timezone: str = "America/New_York", min_days: int = 3, spread_floor: float = 0.1):
+    def __init__(self, slot: str = "phase_hour", timezone: str = "America/New_York", min_days: int = 3,
+                 spread_floor: float = 0.1):
         self.slot, self.timezone, self.min_days, self.spread_floor = slot, timezone, min_days, spread_floor
 
     def _fit(self, history):
@@ -862,9 +864,9 @@ class EnsembleDetector(Detector):
 
 DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls
-    for cls in (MedianMadDetector, EwmaControlChart, HoltWintersResidual, CusumDetector, SeasonalProfileDetector, MotifNoveltyDetector,
-                SequenceSurpriseDetector, IsolationForestDetector, KnnDistanceDetector, OneClassSvmDetector, PcaReconstructionDetector,
-                EnsembleDetector)
+    for cls in (MedianMadDetector, EwmaControlChart, HoltWintersResidual, CusumDetector, SeasonalProfileDetector,
+                MotifNoveltyDetector, SequenceSurpriseDetector, IsolationForestDetector, KnnDistanceDetector,
+                OneClassSvmDetector, PcaReconstructionDetector, EnsembleDetector)
 }
 
 

@@ -231,7 +231,8 @@ def simulated_series(spec: simulated.SimulatedSpec = simulated.SimulatedSpec()) 
                      name.split("/")[0]) for name, frame in test.frames.items() if name in history.frames]
     labelled = set().union(*(set(s.segment[s.segment >= 0]) for s in result))
     if unscored := [a.anomaly_id for i, a in enumerate(test.anomalies) if i not in labelled]:
-        raise ValueError(f"anomalies {', '.join(unscored)} hit series the history never saw: lengthen history_days (now {spec.history_days})")
+        raise ValueError(f"anomalies {', '.join(unscored)} hit series the history never saw: "
+                         f"lengthen history_days (now {spec.history_days})")
     return result
 
 
@@ -371,7 +372,8 @@ def best_f1_threshold(data: dict[str, Series], scored: dict[str, Scored], names:
 
 
 def nab_threshold(data: dict[str, Series], scored: dict[str, Scored], names: list[str], profile: nab.Profile) -> float:
-    grids = [nab.scoring_grid(len(data[n].test), nab.window_bounds(data[n].test["timestamp"], data[n].nab_windows), profile) for n in names]
+    grids = [nab.scoring_grid(len(data[n].test), nab.window_bounds(data[n].test["timestamp"], data[n].nab_windows), profile)
+             for n in names]
     threshold, _ = nab.best_threshold(grids, [scored[n].levels for n in names])
     return threshold
 
@@ -415,7 +417,8 @@ def evaluate(dataset: str, data: list[Series], scored: dict[str, Scored], detect
     return result
 
 
-def nab_scores(data: list[Series], scored: dict[str, Scored], thresholds: dict[str, float], per_profile_optimum: bool) -> dict[str, float]:
+def nab_scores(data: list[Series], scored: dict[str, Scored], thresholds: dict[str, float],
+               per_profile_optimum: bool) -> dict[str, float]:
     """The three profile scores: each series at its threshold, or (NAB's protocol) each profile at its own optimum."""
     scores = {}
     for profile in nab.PROFILES.values():

@@ -199,13 +199,15 @@ def spark_features(df, feature_set: FeatureSet, keys: list[str], metrics: list[s
 
     sample = compute_features(_empty_sample(metrics), feature_set)
     key_fields = [df.schema[key] for key in keys]
-    feature_fields = [T.StructField(name, T.BooleanType() if dtype == bool else T.DoubleType()) for name, dtype in sample.dtypes.items()]
+    feature_fields = [T.StructField(name, T.BooleanType() if pd.api.types.is_bool_dtype(dtype) else T.DoubleType())
+                      for name, dtype in sample.dtypes.items()]
     schema = T.StructType([*key_fields, T.StructField(time_column, T.TimestampType()), *feature_fields])
 
     def per_series(pdf: pd.DataFrame) -> pd.DataFrame:
         pdf = pdf.sort_values(time_column).reset_index(drop=True)
         series = pdf[[time_column, *metrics]].rename(columns={time_column: "timestamp"})
-        features = compute_features(series, feature_set).astype({n: float for n, d in sample.dtypes.items() if d != bool})
+        numeric = {name: float for name, dtype in sample.dtypes.items() if not pd.api.types.is_bool_dtype(dtype)}
+        features = compute_features(series, feature_set).astype(numeric)
         return pd.concat([pdf[[*keys, time_column]], features], axis=1)
 
     return df.select(*keys, time_column, *metrics).groupBy(*keys).applyInPandas(per_series, schema)

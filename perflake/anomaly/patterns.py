@@ -70,9 +70,10 @@ def regimes(frame: pd.DataFrame, metric: str, window: int, n_regimes: int = 3, s
     clusters = KMeans(n_clusters=n_regimes, n_init=10, random_state=seed).fit_predict(scaled)
     order = stats.groupby(clusters)["mean"].mean().sort_values().index
     names = dict(zip(order, REGIME_NAMES[n_regimes]))
-    labels = pd.Series([names[c] for c in clusters], index=frame["timestamp"].iloc[stats.index * window].to_numpy(), name="regime")
-    profile = stats.assign(regime=labels.to_numpy()).groupby("regime").agg(mean=("mean", "mean"), std=("std", "mean"),
-                                                                        n_windows=("mean", "size"))
+    labels = pd.Series([names[c] for c in clusters], index=frame["timestamp"].iloc[stats.index * window].to_numpy(),
+                       name="regime")
+    by_regime = stats.assign(regime=labels.to_numpy()).groupby("regime")
+    profile = by_regime.agg(mean=("mean", "mean"), std=("std", "mean"), n_windows=("mean", "size"))
     return Regimes(labels, profile.loc[[n for n in REGIME_NAMES[n_regimes] if n in profile.index]])
 
 

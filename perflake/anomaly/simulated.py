@@ -85,7 +85,8 @@ def _observations(record: Record) -> list[tuple[str, str, float, int]]:
     payload = record.payload or {}
     if record.name == "market_data":
         entity = f"feed/{payload['feed']}"
-        return [(entity, "latency_ms", payload["latency_ms"], MINUTE), (entity, "message_count", payload["message_count"], MINUTE),
+        return [(entity, "latency_ms", payload["latency_ms"], MINUTE),
+                (entity, "message_count", payload["message_count"], MINUTE),
                 (entity, "is_stale", float(payload["is_stale"]), MINUTE)]
     if record.name == "account_snapshot":
         return [(f"account/{payload['account_id']}", "drawdown_pct", payload["drawdown_pct"], SNAPSHOT_GRAIN)]
@@ -153,7 +154,8 @@ _KINDS_BY_FAMILY = {
 
 def generate(spec: SimulatedSpec) -> tuple[Rollup, Rollup]:
     """The anomaly-free history and the labelled test period, generated side by side."""
-    history = Workload(pd.Timestamp(spec.start).timestamp(), spec.history_days * DAY, spec.rate, spec.seed + 1, 0, spec.timezone_name)
+    history = Workload(pd.Timestamp(spec.start).timestamp(), spec.history_days * DAY, spec.rate, spec.seed + 1, 0,
+                       spec.timezone_name)
     test = Workload(spec.test_start, spec.test_days * DAY, spec.rate, spec.seed, spec.anomalies, spec.timezone_name)
     with ProcessPoolExecutor(max_workers=2) as pool:
         history_rollup, test_rollup = pool.map(rollup, [history, test])

@@ -68,7 +68,8 @@ def log_evaluation(config: Config, evaluation, params: dict, figures: dict[str, 
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         mlflow.set_tags({"kind": "evaluation", "dataset": evaluation.dataset, "detector": evaluation.detector,
                          "protocol": evaluation.protocol})
-        mlflow.log_params({**params, "dataset": evaluation.dataset, "detector": evaluation.detector, "protocol": evaluation.protocol})
+        mlflow.log_params({**params, "dataset": evaluation.dataset, "detector": evaluation.detector,
+                           "protocol": evaluation.protocol})
         mlflow.log_metrics({key.replace("/", "_"): float(value) for key, value in evaluation.metrics().items()})
         mlflow.log_dict(evaluation.thresholds, "thresholds.json")
         if evaluation.not_learned:
@@ -131,4 +132,3 @@ def detection_figure(series, levels: np.ndarray, threshold: float):
     bottom.set_ylabel("alert level")
     figure.tight_layout()
     return figure
-

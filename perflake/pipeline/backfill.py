@@ -55,7 +55,8 @@ def envelope_json(rows: DataFrame) -> Column:
         _as_json_value(rows, "payload").alias("payload"),
     ]
     if "tags" in columns:
-        tags = F.from_json("tags", "MAP<STRING, STRING>") if isinstance(rows.schema["tags"].dataType, StringType) else F.col("tags")
+        as_text = isinstance(rows.schema["tags"].dataType, StringType)
+        tags = F.from_json("tags", "MAP<STRING, STRING>") if as_text else F.col("tags")
         fields.append(tags.alias("tags"))
     return F.to_json(F.struct(*fields))
 

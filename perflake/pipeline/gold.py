@@ -231,7 +231,8 @@ def gold_tables(accuracy: int, timezone: str) -> list[GoldTable]:
         GoldTable(
             "account_performance_daily", "one row per account per trading day", ("account_snapshots", "account_operations"),
             ("account_id", "trade_date"), {**_columns("account_id"), **daily},
-            lambda snapshots, operations: account_performance_daily(snapshots, operations, timezone), "trade_date", TRADING_DAY_SPAN,
+            lambda snapshots, operations: account_performance_daily(snapshots, operations, timezone),
+            "trade_date", TRADING_DAY_SPAN,
         ),
         GoldTable(
             "strategy_effectiveness_daily", "one row per trading strategy per trading day", ("orders", "fills"),

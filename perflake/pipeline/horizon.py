@@ -31,7 +31,8 @@ def minute_start(column: str = "event_at") -> Column:
 
 def minute_starts(rows: DataFrame, column: str = "event_at") -> list[int]:
     """The distinct minutes of ``rows``' event times (see ``minute_start``)."""
-    return [row.minute for row in rows.select(minute_start(column).alias("minute")).distinct().collect() if row.minute is not None]
+    minutes = rows.select(minute_start(column).alias("minute")).distinct().collect()
+    return [row.minute for row in minutes if row.minute is not None]
 
 
 @dataclass(frozen=True)

@@ -13,24 +13,28 @@ from perflake.simulator import Summary, simulate
 from perflake.simulator.workload import ANOMALY_KINDS, Workload
 
 GOLD_PREVIEW = {
-    "metric_rollups_1m": "SELECT service, endpoint, window_at, n_samples, round(p50_value, 1) AS p50_ms, round(p95_value, 1) AS p95_ms, "
-    "round(p99_value, 1) AS p99_ms, round(error_rate, 3) AS error_rate FROM {table} WHERE metric = 'response_time_ms' "
-    "ORDER BY window_at DESC, n_samples DESC LIMIT 8",
-    "strategy_effectiveness_daily": "SELECT strategy, trade_date, n_fills, round(win_rate, 3) AS win_rate, round(realized_pnl_usd, 2) AS pnl_usd, "
-    "round(mean_slippage_bps, 2) AS slippage_bps, round(reject_rate, 3) AS reject_rate FROM {table} ORDER BY trade_date DESC, strategy",
+    "metric_rollups_1m": "SELECT service, endpoint, window_at, n_samples, round(p50_value, 1) AS p50_ms, "
+    "round(p95_value, 1) AS p95_ms, round(p99_value, 1) AS p99_ms, round(error_rate, 3) AS error_rate "
+    "FROM {table} WHERE metric = 'response_time_ms' ORDER BY window_at DESC, n_samples DESC LIMIT 8",
+    "strategy_effectiveness_daily": "SELECT strategy, trade_date, n_fills, round(win_rate, 3) AS win_rate, "
+    "round(realized_pnl_usd, 2) AS pnl_usd, round(mean_slippage_bps, 2) AS slippage_bps, round(reject_rate, 3) AS reject_rate "
+    "FROM {table} ORDER BY trade_date DESC, strategy",
     "protocol_effectiveness_daily": "SELECT decision, trade_date, n_decisions, round(override_rate, 3) AS override_rate, "
-    "round(success_rate, 3) AS success_rate, round(p95_decision_latency_ms, 1) AS p95_latency_ms FROM {table} ORDER BY trade_date DESC, decision",
+    "round(success_rate, 3) AS success_rate, round(p95_decision_latency_ms, 1) AS p95_latency_ms "
+    "FROM {table} ORDER BY trade_date DESC, decision",
 }
 
 
-def feed(config: Config, total: int, rate_per_s: int, on_tick: Callable[[int], None], seed: int = 0, start: float | None = None) -> Summary:
+def feed(config: Config, total: int, rate_per_s: int, on_tick: Callable[[int], None], seed: int = 0,
+         start: float | None = None) -> Summary:
     """Simulate ``total`` events at about ``rate_per_s`` in real time, from ``start`` (epoch
     seconds; default now) on, with one of each anomaly kind the run is long enough for,
     calling ``on_tick(events)`` as it goes."""
     start = time.time() if start is None else start
     workload = Workload(start, total / rate_per_s + 1, rate_per_s, seed, len(ANOMALY_KINDS), config.pipeline.trading_timezone)
     labels = config.paths.state_dir / "simulator" / "labels-main-job.csv"
-    return simulate(config, workload, labels, speed=1.0, max_events=total, on_progress=lambda summary, _at: on_tick(summary.total))
+    return simulate(config, workload, labels, speed=1.0, max_events=total,
+                    on_progress=lambda summary, _at: on_tick(summary.total))
 
 
 def stream_rows(layer_status: LayerStatus) -> int:

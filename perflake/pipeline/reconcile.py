@@ -71,12 +71,14 @@ def kafka_to_bronze(bronze: DataFrame, offsets: dict[tuple[str, int], tuple[int,
     joined = bronze.join(wanted, (bronze.kafka_topic == wanted["topic"]) & (bronze.kafka_partition == wanted["part"]) & in_range)
     stats = {
         (r.kafka_topic, r.kafka_partition): r
-        for r in joined.groupBy("kafka_topic", "kafka_partition").agg(F.count("*").alias("rows"), F.countDistinct("kafka_offset").alias("offsets")).collect()
+        for r in joined.groupBy("kafka_topic", "kafka_partition")
+        .agg(F.count("*").alias("rows"), F.countDistinct("kafka_offset").alias("offsets")).collect()
     }
     for topic, partition, first, stop in ranges:
         row = stats.get((topic, partition))
         rows, distinct = (row.rows, row.offsets) if row else (0, 0)
-        checks.append(Check("kafka -> bronze", f"{topic}[{partition}]", stop - first, distinct, f"offsets {first}..{stop - 1}", rows - distinct))
+        checks.append(Check("kafka -> bronze", f"{topic}[{partition}]", stop - first, distinct, f"offsets {first}..{stop - 1}",
+                            rows - distinct))
     return checks
 
 
@@ -87,7 +89,8 @@ def bronze_to_silver(spark: SparkSession, config: Config, contracts, in_range: D
         frame = lake.read_table(spark, config, "silver", table).select(*coordinates, "event_id")
         stored = frame if stored is None else stored.unionByName(frame)
     quarantined = lake.read_table(spark, config, "silver", QUARANTINE_TABLE).select(*coordinates)
-    messages = silver.split_events(in_range).select(*coordinates, F.get_json_object("_event_text", "$.event_id").alias("event_id"))
+    messages = silver.split_events(in_range).select(*coordinates,
+                                                    F.get_json_object("_event_text", "$.event_id").alias("event_id"))
     unaccounted = (
         messages.join(stored.select(*coordinates), coordinates, "left_anti")
         .join(quarantined, coordinates, "left_anti")
@@ -95,17 +98,21 @@ def bronze_to_silver(spark: SparkSession, config: Config, contracts, in_range: D
     )
     total, missing = messages.count(), unaccounted.count()
     sample = [f"{r.kafka_topic}[{r.kafka_partition}]@{r.kafka_offset}" for r in unaccounted.limit(5).collect()]
-    return Check("bronze -> silver", "all event tables + quarantine", total, total - missing, f"unaccounted: {', '.join(sample)}" if missing else "")
+    return Check("bronze -> silver", "all event tables + quarantine", total, total - missing,
+                 f"unaccounted: {', '.join(sample)}" if missing else "")
 
 
 def silver_to_gold(spark: SparkSession, config: Config, since: datetime, until: datetime) -> list[Check]:
     checks = []
     start, stop = F.date_trunc("minute", F.lit(since)), F.date_trunc("minute", F.lit(until))
     for gold_table, (silver_table, measure) in GOLD_COUNTS.items():
-        silver = lake.read_table(spark, config, "silver", silver_table).filter((F.col("event_at") >= start) & (F.col("event_at") < stop))
-        rolled = lake.read_table(spark, config, "gold", gold_table).filter((F.col("window_at") >= start) & (F.col("window_at") < stop))
+        silver = lake.read_table(spark, config, "silver", silver_table)
+        silver = silver.filter((F.col("event_at") >= start) & (F.col("event_at") < stop))
+        rolled = lake.read_table(spark, config, "gold", gold_table)
+        rolled = rolled.filter((F.col("window_at") >= start) & (F.col("window_at") < stop))
         found = rolled.agg(F.coalesce(F.sum(measure), F.lit(0))).first()[0]
-        checks.append(Check("silver -> gold", f"gold.{gold_table}.{measure}", silver.count(), int(found), "whole minutes in the range"))
+        checks.append(Check("silver -> gold", f"gold.{gold_table}.{measure}", silver.count(), int(found),
+                            "whole minutes in the range"))
     return checks
 
 

@@ -43,7 +43,8 @@ def drivers(config: Config) -> tuple[tuple[str, ...], ...]:
     try:
         return DRIVER_LAYOUTS[config.pipeline.drivers]
     except KeyError:
-        raise ConfigError(f"pipeline.drivers is {config.pipeline.drivers!r}; expected one of {', '.join(DRIVER_LAYOUTS)}") from None
+        raise ConfigError(f"pipeline.drivers is {config.pipeline.drivers!r}; "
+                          f"expected one of {', '.join(DRIVER_LAYOUTS)}") from None
 
 
 def driver_of(config: Config, layer: str) -> tuple[str, ...]:
@@ -225,7 +226,8 @@ def run_layers(layers: tuple[str, ...], description: str, argv: list[str] | None
     parser.add_argument("--available-now", action="store_true", help="process what the source holds now, then exit")
     args = parser.parse_args(argv)
     config = get_config()
-    shared = {"spark.scheduler.mode": "FAIR", "spark.scheduler.allocation.file": str(config.project_dir / "conf" / "fairscheduler.xml")}
+    shared = {"spark.scheduler.mode": "FAIR",
+              "spark.scheduler.allocation.file": str(config.project_dir / "conf" / "fairscheduler.xml")}
     spark = get_spark(config, app_name="perflake-" + "-".join(layers), extra_conf=shared if len(layers) > 1 else {})
     totals = ProgressTotals()
     spark.streams.addListener(totals.listener())

@@ -32,7 +32,8 @@ ENVELOPE_TEXT_DDL = (
 REQUIRED_ENVELOPE_FIELDS = ("event_id", "schema_version", "event_type", "source.service", "source.host", "event_at", "payload")
 MESSAGE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_at", "ingested_at")  # bronze's, per message
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_batch_index", "kafka_at", "ingested_at")  # per event
-ENVELOPE_COLUMNS = ("event_id", "schema_version", "event_type", "service", "component", "host", "instance", "sequence", "event_at", "tags")
+ENVELOPE_COLUMNS = ("event_id", "schema_version", "event_type", "service", "component", "host", "instance", "sequence",
+                    "event_at", "tags")
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,16 @@ def split_events(bronze: DataFrame) -> DataFrame:
         is_batch.alias("_is_batch"),
         F.when(is_batch, F.size("_batch")).otherwise(F.lit(1)).alias("batch_size"),
         F.when(~is_batch | (F.size("_batch") == 0), F.col("value")).alias("_whole"),
-        F.posexplode_outer(F.when(is_batch, F.col("_batch")).otherwise(F.array(F.col("value").cast("string")))).alias("_index", "_event_text"),
+        F.posexplode_outer(F.when(is_batch, F.col("_batch")).otherwise(F.array(F.col("value").cast("string"))))
+        .alias("_index", "_event_text"),
     )
     return events.select(
         *MESSAGE_COLUMNS,
         "batch_size",
         "_event_text",
         # a single message keeps its exact bytes (even invalid UTF-8); an empty batch is itself
-        F.when(F.col("_is_batch") & F.col("_event_text").isNotNull(), F.encode("_event_text", "UTF-8")).otherwise(F.col("_whole")).alias("raw_value"),
+        F.when(F.col("_is_batch") & F.col("_event_text").isNotNull(), F.encode("_event_text", "UTF-8"))
+        .otherwise(F.col("_whole")).alias("raw_value"),
         F.coalesce("_index", F.lit(0)).alias("kafka_batch_index"),
     )
 
@@ -109,7 +112,8 @@ def envelope_problems(parsed: DataFrame, limits: ValidationLimits, known: list[t
             F.format_string(f"event is %d bytes; the limit is {limits.max_event_bytes}", F.col("event_bytes")),
         ),
     ]
-    checks += [(has_envelope & F.col(f"envelope.{name}").isNull(), F.lit(f"envelope.{name} is missing")) for name in REQUIRED_ENVELOPE_FIELDS]
+    checks += [(has_envelope & F.col(f"envelope.{name}").isNull(),
+                F.lit(f"envelope.{name} is missing")) for name in REQUIRED_ENVELOPE_FIELDS]
     present = lambda name: has_envelope & F.col(f"envelope.{name}").isNotNull()  # noqa: E731
     checks += [
         (present("event_id") & ~F.col("event_id").rlike(UUID_PATTERN), F.lit("envelope.event_id is not a UUID")),
@@ -118,7 +122,8 @@ def envelope_problems(parsed: DataFrame, limits: ValidationLimits, known: list[t
         (present("event_at") & F.col("event_at").isNull(), F.lit("envelope.event_at is not an ISO-8601 time")),
         (
             F.col("event_at") > F.col("ingested_at") + F.expr(f"make_dt_interval(0, 0, 0, {limits.max_future_s})"),
-            F.format_string(f"envelope.event_at is more than {limits.max_future_s:.0f}s in the future: %s", F.col("envelope.event_at")),
+            F.format_string(f"envelope.event_at is more than {limits.max_future_s:.0f}s in the future: %s",
+                            F.col("envelope.event_at")),
         ),
         # the payload field arrives as text: an object's raw JSON, or a string's content
         (present("payload") & F.json_object_keys("payload").isNull(), F.lit("envelope.payload is not a JSON object")),
@@ -148,7 +153,8 @@ def field_checks(field: FieldSpec, text: Column, typed: Column) -> list[tuple[Co
         checks.append((text.isNull(), F.lit(f"{label} is missing")))
     checks.append((text.isNotNull() & typed.isNull(), F.format_string(f"{label} must be {field.json_type}, got %s", text)))
     if field.enum is not None:
-        checks.append((~typed.isin(list(field.enum)), F.format_string(f"{label} is '%s'; expected one of {', '.join(field.enum)}", typed)))
+        checks.append((~typed.isin(list(field.enum)),
+                       F.format_string(f"{label} is '%s'; expected one of {', '.join(field.enum)}", typed)))
     bounds = [
         (field.minimum, lambda v: typed < v, "below the minimum"),
         (field.exclusive_minimum, lambda v: typed <= v, "not above"),
@@ -173,7 +179,8 @@ def type_payloads(envelopes: DataFrame, contract: EventContract, limits: Validat
     rows = rows.withColumn("_text", F.from_json("payload", contract.raw_payload_ddl())).withColumn(
         "_typed", F.from_json("payload", contract.payload_ddl())
     )
-    checks = [check for field in contract.fields for check in field_checks(field, F.col(f"_text.`{field.name}`"), F.col(f"_typed.`{field.name}`"))]
+    checks = [check for field in contract.fields
+              for check in field_checks(field, F.col(f"_text.`{field.name}`"), F.col(f"_typed.`{field.name}`"))]
     lateness = F.col("ingested_at").cast("double") - F.col("event_at").cast("double")
     return rows.select(
         "*",
@@ -187,8 +194,10 @@ def type_payloads(envelopes: DataFrame, contract: EventContract, limits: Validat
 def silver_rows(typed: DataFrame, contract: EventContract) -> DataFrame:
     """Valid typed rows -> the silver table's columns, one row per event_id (first by Kafka position)."""
     valid = typed.filter(F.size("problems") == 0)
-    first = Window.partitionBy("event_id").orderBy("ingested_at", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_batch_index")
-    columns = [*ENVELOPE_COLUMNS, *(field.name for field in contract.fields), "event_date", "lateness_s", "is_late", *KAFKA_COLUMNS]
+    first = Window.partitionBy("event_id").orderBy("ingested_at", "kafka_topic", "kafka_partition", "kafka_offset",
+                                                   "kafka_batch_index")
+    columns = [*ENVELOPE_COLUMNS, *(field.name for field in contract.fields), "event_date", "lateness_s", "is_late",
+               *KAFKA_COLUMNS]
     return valid.withColumn("_copy", F.row_number().over(first)).filter("_copy = 1").select(*columns)
 
 

@@ -96,7 +96,8 @@ def wait_for_silver_tables(spark: SparkSession, config: Config, contracts, timeo
     from perflake.services.process import wait_for
 
     tables = [*silver_tables(contracts), QUARANTINE_TABLE]
-    wait_for(lambda: all(lake.table_exists(spark, config, "silver", t) for t in tables), timeout_s, "the silver tables (is the silver job running?)")
+    wait_for(lambda: all(lake.table_exists(spark, config, "silver", t) for t in tables), timeout_s,
+             "the silver tables (is the silver job running?)")
 
 
 class SilverBatch:

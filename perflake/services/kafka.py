@@ -78,7 +78,8 @@ class KafkaService:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         run_tool(
             # "=" keeps an id that starts with "-" (1 in 64 of them) from reading as an option
-            self._java("kafka.tools.StorageTool") + ["format", f"--cluster-id={cluster_id}", "-c", str(self.home / "server.properties")],
+            self._java("kafka.tools.StorageTool")
+            + ["format", f"--cluster-id={cluster_id}", "-c", str(self.home / "server.properties")],
             "format Kafka storage",
             self.process.log_file,
         )

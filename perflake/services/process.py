@@ -32,7 +32,8 @@ def java_executable() -> str:
         return str(Path(java_home) / "bin" / "java")
     found = shutil.which("java")
     if found is None:
-        raise ServiceError("Java 17 is not installed: install it (Debian: apt-get install openjdk-17-jdk-headless) or set JAVA_HOME")
+        raise ServiceError("Java 17 is not installed: "
+                           "install it (Debian: apt-get install openjdk-17-jdk-headless) or set JAVA_HOME")
     return found
 
 

@@ -52,7 +52,8 @@ def read_labels(path: Path) -> list[Anomaly]:
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     return [
-        Anomaly(**{**row, "start": datetime.fromisoformat(row["start"]).timestamp(), "end": datetime.fromisoformat(row["end"]).timestamp(), "magnitude": float(row["magnitude"])})
+        Anomaly(**{**row, "start": datetime.fromisoformat(row["start"]).timestamp(),
+                   "end": datetime.fromisoformat(row["end"]).timestamp(), "magnitude": float(row["magnitude"])})
         for row in rows
     ]
 
@@ -68,7 +69,8 @@ class Recorder:
     def record(self, item: Record) -> None:
         agent = self.agents.get((item.service, item.host))
         if agent is None:
-            agent = self.agents[(item.service, item.host)] = Agent(item.service, self.config, host=item.host, tags={"simulated": "true"})
+            agent = self.agents[(item.service, item.host)] = Agent(item.service, self.config, host=item.host,
+                                                                   tags={"simulated": "true"})
         if item.kind == "timer":
             key = (item.service, item.host, item.name, item.endpoint)
             timer = self._timers.get(key) or self._timers.setdefault(key, agent.timer(item.name, endpoint=item.endpoint))

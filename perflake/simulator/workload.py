@@ -27,7 +27,8 @@ HOSTS_BY_SERVICE = {
 }
 HOSTS = ("app-1", "app-2", "app-3", "app-4")
 REQUEST_SHARE = {"ws2-protocol-engine": 0.25, "ws3-account-management": 0.25, "ws4-market-integration": 0.5}
-LATENCY_MEDIAN_MS = {"/decide": 35.0, "/approve": 20.0, "/accounts": 15.0, "/accounts/fork": 60.0, "/accounts/merge": 70.0, "/orders": 25.0, "/quotes": 8.0}
+LATENCY_MEDIAN_MS = {"/decide": 35.0, "/approve": 20.0, "/accounts": 15.0, "/accounts/fork": 60.0, "/accounts/merge": 70.0,
+                     "/orders": 25.0, "/quotes": 8.0}
 ERROR_SHARE = 0.01
 TRADING_SHARE = 0.19  # of the session's records: orders 8%, fills 6%, protocol decisions 5%; the rest are requests
 SNAPSHOT_EVERY_S = 300
@@ -90,7 +91,8 @@ class Record:
 
 
 class Workload:
-    def __init__(self, start: float, duration_s: float, rate: float, seed: int, anomalies: int, timezone_name: str, accounts: int = 20):
+    def __init__(self, start: float, duration_s: float, rate: float, seed: int, anomalies: int, timezone_name: str,
+                 accounts: int = 20):
         self.start, self.end = float(int(start)), float(int(start)) + duration_s
         self.timezone_name = timezone_name
         self.rng = random.Random(seed)
@@ -118,10 +120,13 @@ class Workload:
             for _ in range(500):
                 duration = self.rng.uniform(shortest, longest)
                 begin = float(int(self.rng.uniform(self.start, self.end - duration)))
-                fits = not needs_session or all(calendar.is_trading(t, self.timezone_name) for t in (begin, begin + duration / 2, begin + duration - 1))
-                clear = all(other.entity != entity or begin >= other.end + 600 or begin + duration + 600 <= other.start for other in scheduled)
+                fits = not needs_session or all(calendar.is_trading(t, self.timezone_name)
+                                                for t in (begin, begin + duration / 2, begin + duration - 1))
+                clear = all(other.entity != entity or begin >= other.end + 600 or begin + duration + 600 <= other.start
+                            for other in scheduled)
                 if fits and clear:
-                    scheduled.append(Anomaly(f"a{index:03d}-{kind}", kind, begin, float(int(begin + duration)), service, host, series, entity, round(self.rng.uniform(low, high), 3)))
+                    scheduled.append(Anomaly(f"a{index:03d}-{kind}", kind, begin, float(int(begin + duration)), service, host,
+                                             series, entity, round(self.rng.uniform(low, high), 3)))
                     break
         return sorted(scheduled, key=lambda anomaly: anomaly.start)
 
@@ -170,7 +175,8 @@ class Workload:
             records.append(self._account_operation(t + rng.random()))
         if rng.random() < 0.0005:
             _, service, payload = events.connection_payload(rng)
-            records.append(Record(service, rng.choice(HOSTS_BY_SERVICE[service]), t + rng.random(), "event", "connection", payload=payload))
+            records.append(Record(service, rng.choice(HOSTS_BY_SERVICE[service]), t + rng.random(), "event", "connection",
+                                  payload=payload))
         if int(t) % HOST_METRICS_EVERY_S == 0:
             records += self._host_metrics(t, expected / self.base_rate)
         return records
@@ -193,7 +199,8 @@ class Workload:
                 burst = self._effect("error_burst", entity, t)
                 failed = rng.random() < (burst.magnitude if burst else ERROR_SHARE)
                 status = rng.choice((500, 503)) if failed else (400 if rng.random() < 0.02 else 200)
-                records.append(Record(service, host, t + rng.random(), "timer", "response_time_ms", round(latency, 3), endpoint, status, failed))
+                records.append(Record(service, host, t + rng.random(), "timer", "response_time_ms", round(latency, 3), endpoint,
+                                      status, failed))
         return records
 
     def _trading(self, t: float, expected: float) -> list[Record]:
@@ -203,21 +210,25 @@ class Workload:
             for _ in range(_poisson(rng, expected * share)):
                 event_type, service, payload = maker(rng)
                 payload["account_id"] = rng.choice(sorted(self.accounts))
-                records.append(Record(service, rng.choice(HOSTS_BY_SERVICE[service]), t + rng.random(), "event", event_type, payload=payload))
+                records.append(Record(service, rng.choice(HOSTS_BY_SERVICE[service]), t + rng.random(), "event", event_type,
+                                      payload=payload))
         overrides = self._effect("override_rate", "ws2-protocol-engine", t)
         for _ in range(_poisson(rng, expected * 0.05)):
             event_type, service, payload = events.decision_payload(rng)
             payload["account_id"] = rng.choice(sorted(self.accounts))
             if overrides and rng.random() < overrides.magnitude and not payload["is_human_override"]:
-                payload.update(is_human_override=True, override_reason="manual risk reduction", approval_latency_ms=round(rng.uniform(5_000, 120_000), 1))
-            records.append(Record(service, rng.choice(HOSTS_BY_SERVICE[service]), t + rng.random(), "event", event_type, payload=payload))
+                payload.update(is_human_override=True, override_reason="manual risk reduction",
+                               approval_latency_ms=round(rng.uniform(5_000, 120_000), 1))
+            records.append(Record(service, rng.choice(HOSTS_BY_SERVICE[service]), t + rng.random(), "event", event_type,
+                                  payload=payload))
         return records
 
     def _market_data(self, at: float, feed: str) -> Record:
         _, service, payload = events.market_data_payload(self.rng)
         payload["feed"] = feed
         if self._effect("market_data_stall", feed, at):
-            payload.update(message_count=0, is_stale=True, gap_count=max(1, payload["gap_count"]), latency_ms=round(payload["latency_ms"] * 20, 3))
+            payload.update(message_count=0, is_stale=True, gap_count=max(1, payload["gap_count"]),
+                           latency_ms=round(payload["latency_ms"] * 20, 3))
         return Record(service, self.rng.choice(HOSTS_BY_SERVICE[service]), at, "event", "market_data", payload=payload)
 
     def _snapshot(self, at: float, account: str) -> Record:
@@ -226,7 +237,8 @@ class Workload:
         payload.update(account_id=account, equity_usd=round(equity, 2), balance_usd=round(equity * 0.8, 2))
         if drawdown := self._effect("account_drawdown", account, at):
             depth = drawdown.magnitude * max(0.05, drawdown.progress(at))
-            payload.update(drawdown_pct=round(depth, 4), equity_usd=round(equity * (1 - depth / 100), 2), pnl_usd=round(-equity * depth / 100, 2))
+            payload.update(drawdown_pct=round(depth, 4), equity_usd=round(equity * (1 - depth / 100), 2),
+                           pnl_usd=round(-equity * depth / 100, 2))
         return Record(service, self.rng.choice(HOSTS_BY_SERVICE[service]), at, "event", "account_snapshot", payload=payload)
 
     def _account_operation(self, at: float) -> Record:

@@ -49,17 +49,20 @@ def test_files_load_once_and_parse_like_kafka(spark, state_dir, tmp_path):
 
     assert lake.read_table(spark, config, "bronze", "events").count() == 200 * 3 + 1
     start_silver(spark, config, CONTRACTS, available_now=True)[0].awaitTermination()
-    landed = sum(lake.read_table(spark, config, "silver", c.silver_table).count() for c in {c.silver_table: c for c in CONTRACTS.values()}.values())
+    landed = sum(lake.read_table(spark, config, "silver", c.silver_table).count()
+                 for c in {c.silver_table: c for c in CONTRACTS.values()}.values())
     assert landed == 600
     [bad] = lake.read_table(spark, config, "silver", "quarantine").collect()
-    assert (bad.reason, bad.kafka_topic, bad.kafka_offset) == ("envelope.payload is not a JSON object", "backfill:export.csv", 200)
+    assert (bad.reason, bad.kafka_topic, bad.kafka_offset) == (
+        "envelope.payload is not a JSON object", "backfill:export.csv", 200)
 
 
 def test_a_file_without_the_envelope_columns_is_refused(spark, state_dir, tmp_path):
     config = make_config("local", state_dir, PERFLAKE__LAKE__ROOT=(state_dir / "lakes" / "backfill-bad").as_uri())
     path = tmp_path / "wrong.csv"
     path.write_text("id,value\n1,2\n")
-    expected = "missing column(s): event_at, event_id, event_type, payload, schema_version, source (or source_service and source_host)"
+    expected = ("missing column(s): event_at, event_id, event_type, payload, schema_version, source "
+                "(or source_service and source_host)")
     with pytest.raises(BackfillError, match=re.escape(expected)):
         load_file(spark, config, path, "csv")
     assert not lake.table_exists(spark, config, "bronze", "events")

@@ -52,7 +52,8 @@ def metric_reference(events: list[dict]) -> pd.DataFrame:
             "min_value": grouped["value"].min(),
             "max_value": grouped["value"].max(),
             "n_errors": grouped["is_error"].sum(),
-            **{f"p{round(q * 100)}_value": grouped["value"].apply(lambda v, q=q: np.quantile(v, q, method="inverted_cdf")) for q in gold.PERCENTILES},
+            **{f"p{round(q * 100)}_value": grouped["value"].apply(lambda v, q=q: np.quantile(v, q, method="inverted_cdf"))
+               for q in gold.PERCENTILES},
         }
     ).sort_index()
 
@@ -70,7 +71,8 @@ def assert_gold_matches(spark, config, events):
 
 
 def late_metrics(count_: int, at: datetime, seed: int) -> list[dict]:
-    pool = [e for e in sample_events(count_ * 4, at + timedelta(seconds=30), seed=seed, span=timedelta(seconds=30)) if e["event_type"] == "metric"]
+    pool = [e for e in sample_events(count_ * 4, at + timedelta(seconds=30), seed=seed, span=timedelta(seconds=30))
+            if e["event_type"] == "metric"]
     return pool[:count_]
 
 
@@ -86,9 +88,12 @@ def flow(spark, running_services, state_dir):
     bad = {
         "garbage": b"\x00\xff garbage",
         "unknown_type": encode_json(envelope("tweet", {"text": "hi"}, "ws2-protocol-engine", "app-1", now)),
-        "missing_field": encode_json(envelope("metric", {"metric": "cpu_percent", "value": 1.0, "kind": "gauge"}, "host", "app-1", now)),
-        "huge": encode_json(envelope("metric", {"metric": "x", "value": 1, "unit": "ms", "kind": "timer"}, "h", "app-1", now, tags={"b": "x" * 300_000})),
-        "future": encode_json(envelope("metric", {"metric": "x", "value": 1, "unit": "ms", "kind": "timer"}, "h", "app-1", now + timedelta(days=1))),
+        "missing_field": encode_json(envelope("metric", {"metric": "cpu_percent", "value": 1.0, "kind": "gauge"}, "host", "app-1",
+                                              now)),
+        "huge": encode_json(envelope("metric", {"metric": "x", "value": 1, "unit": "ms", "kind": "timer"}, "h", "app-1", now,
+                                     tags={"b": "x" * 300_000})),
+        "future": encode_json(envelope("metric", {"metric": "x", "value": 1, "unit": "ms", "kind": "timer"}, "h", "app-1",
+                                       now + timedelta(days=1))),
     }
     ensure_topics(config, family_topics(config, CONTRACTS))
     produce_events(config, CONTRACTS, events + late + duplicates)
@@ -234,4 +239,3 @@ def gold_samples(spark, config) -> int:
     if not lake.table_exists(spark, config, "gold", "metric_rollups_1m"):
         return -1
     return lake.read_table(spark, config, "gold", "metric_rollups_1m").agg(F.coalesce(F.sum("n_samples"), F.lit(0))).first()[0]
-

@@ -26,7 +26,8 @@ HOURS = 4
 def simulated(running_services, state_dir):
     config = pipeline_config(state_dir, "simulator")
     ensure_topics(config, config.kafka.topics.values())
-    workload = Workload(START, HOURS * 3600, rate=12, seed=7, anomalies=len(ANOMALY_KINDS), timezone_name=config.pipeline.trading_timezone)
+    workload = Workload(START, HOURS * 3600, rate=12, seed=7, anomalies=len(ANOMALY_KINDS),
+                        timezone_name=config.pipeline.trading_timezone)
     summary = simulate(config, workload, state_dir / "labels.csv", speed=0)
     instances = set(summary.instances.values())
     events = consume_events(config, lambda event: event["source"]["instance"] in instances, expected=summary.total, timeout_s=120)
@@ -36,7 +37,8 @@ def simulated(running_services, state_dir):
 def test_every_emitted_event_reached_kafka_once(simulated):
     events = simulated["events"]
     assert len(events) == len({e["event_id"] for e in events}) >= simulated["summary"].total
-    by_type = Counter(e["event_type"] if e["event_type"] != "metric" else "metric" for e in events if not e["payload"].get("metric", "").startswith("agent."))
+    by_type = Counter(e["event_type"] if e["event_type"] != "metric" else "metric"
+                      for e in events if not e["payload"].get("metric", "").startswith("agent."))
     assert by_type == simulated["summary"].events
 
 
@@ -78,18 +80,23 @@ def check(anomaly, events) -> None:
             median = lambda rows: statistics.median(e["payload"]["value"] for e in rows)  # noqa: E731
             assert median(inside) > (2.5 if kind == "latency_spike" else 1.3) * median(outside)
     elif kind == "throughput_drop":
-        mine, others = (split(requests_of(events, s), anomaly) for s in (anomaly.service, "ws4-market-integration" if anomaly.service != "ws4-market-integration" else "ws2-protocol-engine"))
+        other_service = "ws4-market-integration" if anomaly.service != "ws4-market-integration" else "ws2-protocol-engine"
+        mine, others = (split(requests_of(events, s), anomaly) for s in (anomaly.service, other_service))
         assert len(mine[0]) / len(others[0]) < 0.5 * len(mine[1]) / len(others[1])
     elif kind == "memory_leak":
-        samples = [e for e in events if e["source"]["service"] == "host" and e["source"]["host"] == anomaly.entity and e["payload"]["metric"] == "memory_used_bytes"]
+        samples = [e for e in events if e["source"]["service"] == "host" and e["source"]["host"] == anomaly.entity
+                   and e["payload"]["metric"] == "memory_used_bytes"]
         inside, outside = split(samples, anomaly)
-        assert max(e["payload"]["value"] for e in inside) > max(e["payload"]["value"] for e in outside) + 0.5 * anomaly.magnitude * 1e9
+        peak_before = max(e["payload"]["value"] for e in outside)
+        assert max(e["payload"]["value"] for e in inside) > peak_before + 0.5 * anomaly.magnitude * 1e9
     elif kind == "market_data_stall":
-        inside, outside = split([e for e in events if e["event_type"] == "market_data" and e["payload"]["feed"] == anomaly.entity], anomaly)
+        feed = [e for e in events if e["event_type"] == "market_data" and e["payload"]["feed"] == anomaly.entity]
+        inside, outside = split(feed, anomaly)
         assert inside and all(e["payload"]["message_count"] == 0 and e["payload"]["is_stale"] for e in inside)
         assert not any(e["payload"]["message_count"] == 0 for e in outside)
     elif kind == "account_drawdown":
-        inside, outside = split([e for e in events if e["event_type"] == "account_snapshot" and e["payload"]["account_id"] == anomaly.entity], anomaly)
+        snapshots = [e for e in events if e["event_type"] == "account_snapshot" and e["payload"]["account_id"] == anomaly.entity]
+        inside, outside = split(snapshots, anomaly)
         mean = lambda rows: statistics.mean(e["payload"]["drawdown_pct"] for e in rows)  # noqa: E731
         assert mean(inside) > mean(outside) + 0.25 * anomaly.magnitude
     else:

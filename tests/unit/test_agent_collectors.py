@@ -19,7 +19,9 @@ NEW_YORK = "America/New_York"
 
 
 def test_every_collector_reads_this_machine_with_valid_names_and_units(tmp_path):
-    config = offline(tmp_path, PERFLAKE__AGENT__HOST__COLLECTORS='{"cpu": "0.1", "memory": "0.1", "disk": "0.1", "network": "0.1", "process": "0.1"}')
+    config = offline(tmp_path,
+                     PERFLAKE__AGENT__HOST__COLLECTORS='{"cpu": "0.1", "memory": "0.1", "disk": "0.1", "network": "0.1", '
+                                                       '"process": "0.1"}')
     stop = threading.Event()
     threading.Timer(0.6, stop.set).start()  # a few rounds, so rates have a previous reading
     recorded = host.run(config, stop, say=lambda _: None)  # strict mode: a bad name or unit would raise
@@ -32,7 +34,8 @@ def test_every_collector_reads_this_machine_with_valid_names_and_units(tmp_path)
 
 @pytest.mark.parametrize(
     "collectors, message",
-    [('{"gpu": "10"}', "unknown collector agent.host.collectors.gpu; known: cpu, memory"), ('{"cpu": "often"}', "agent.host.collectors.cpu is 'often'")],
+    [('{"gpu": "10"}', "unknown collector agent.host.collectors.gpu; known: cpu, memory"),
+     ('{"cpu": "often"}', "agent.host.collectors.cpu is 'often'")],
 )
 def test_a_bad_collector_setting_is_a_clear_error(tmp_path, collectors, message):
     with pytest.raises(ConfigError, match=message):
@@ -87,7 +90,8 @@ def test_one_bad_row_fails_the_file_with_line_numbers_and_sends_nothing(tmp_path
 def test_a_missing_column_is_named(tmp_path):
     export = tmp_path / "eod.csv"
     export.write_text("account_id,as_of\nacct-001,2026-11-23T21:00:00Z\n")
-    with Agent("ws3-account-management", offline(tmp_path)) as agent, pytest.raises(BatchError, match="missing column.s. account_type, balance_usd"):
+    with (Agent("ws3-account-management", offline(tmp_path)) as agent,
+          pytest.raises(BatchError, match="missing column.s. account_type, balance_usd")):
         load_file(export, "account_snapshot", agent, at_column="as_of")
 
 
@@ -136,7 +140,8 @@ def test_the_load_follows_the_calendar():
 
 
 def test_anomalies_of_each_kind_fit_the_run_and_trading_ones_the_session():
-    workload = Workload(at("2026-11-23T14:30:00"), 2 * 86400, rate=10, seed=9, anomalies=len(ANOMALY_KINDS), timezone_name=NEW_YORK)
+    workload = Workload(at("2026-11-23T14:30:00"), 2 * 86400, rate=10, seed=9, anomalies=len(ANOMALY_KINDS),
+                        timezone_name=NEW_YORK)
     assert sorted(a.kind for a in workload.anomalies) == sorted(ANOMALY_KINDS)
     for anomaly in workload.anomalies:
         assert workload.start <= anomaly.start < anomaly.end <= workload.end

@@ -56,7 +56,8 @@ def test_what_the_agent_writes_passes_silver_as_is(spark, offline_config):
         agent.fork("acct-001", "acct-002", 25_000.0)
         agent.protocol_decision(
             decision_id="d1", account_id="acct-001", decision="sell_put", outcome="pending", is_compliant=True,
-            is_human_override=True, override_reason="manual risk reduction", approval_latency_ms=42_000.0, decision_latency_ms=35.0,
+            is_human_override=True, override_reason="manual risk reduction", approval_latency_ms=42_000.0,
+            decision_latency_ms=35.0,
         )
     events = spooled_events(offline_config, "ws4-market-integration")
     batch = json.dumps(events).encode()
@@ -67,9 +68,9 @@ def test_what_the_agent_writes_passes_silver_as_is(spark, offline_config):
     problems += [row.reason for row in silver.quarantine_rows(rows).collect()]
     assert problems == []
     kinds = {(e["event_type"], e["payload"].get("metric"), e["payload"].get("kind")) for e in events}
-    assert {("metric", "response_time_ms", "timer"), ("metric", "slippage_bps", "histogram"), ("metric", "orders_submitted", "counter"),
-            ("metric", "open_positions", "gauge"), ("fill", None, None), ("account_operation", None, None),
-            ("protocol_decision", None, None)} <= kinds
+    assert {("metric", "response_time_ms", "timer"), ("metric", "slippage_bps", "histogram"),
+            ("metric", "orders_submitted", "counter"), ("metric", "open_positions", "gauge"), ("fill", None, None),
+            ("account_operation", None, None), ("protocol_decision", None, None)} <= kinds
     counted = next(e for e in events if e["payload"].get("metric") == "orders_submitted")
     assert counted["payload"]["value"] == 3.0
 
@@ -146,7 +147,8 @@ def test_a_full_queue_drops_new_events_and_counts_them(tmp_path):
         timer.observe(value)
     assert (agent.stats()["queued"], agent.stats()["dropped"]) == (10, 15)
     agent.close()
-    kept = [e["payload"]["value"] for e in spooled_events(config, "ws4-market-integration") if e["payload"]["metric"] == "latency_ms"]
+    kept = [e["payload"]["value"] for e in spooled_events(config, "ws4-market-integration")
+            if e["payload"]["metric"] == "latency_ms"]
     assert kept == [float(v) for v in range(10)]  # what was accepted is kept, in order
 
 

@@ -98,7 +98,8 @@ def test_on_a_host_the_broken_metric_is_named():
     n = 1500
     load = 50 + 10 * np.sin(np.arange(n) / 20)
     frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=n, freq="min", tz="UTC"),
-                          "cpu": load + rng.normal(0, 1, n), "memory": 2 * load + rng.normal(0, 1, n), "disk": rng.normal(10, 1, n)})
+                          "cpu": load + rng.normal(0, 1, n), "memory": 2 * load + rng.normal(0, 1, n),
+                          "disk": rng.normal(10, 1, n)})
     frame.loc[1200, "memory"] += 30
     scored = make_detector("pca_reconstruction").fit(frame.iloc[:1000]).score(frame)
     assert scored["score"].idxmax() == 1200

@@ -49,7 +49,8 @@ def test_the_seasonal_z_reads_the_earlier_measured_rows_of_its_slot_and_keeps_it
 
 
 def test_calendar_features_know_the_trading_session():
-    stamps = pd.Series(pd.to_datetime(["2026-11-23 14:35", "2026-11-26 15:00", "2026-11-28 15:00"], utc=True))  # Mon open, Thanksgiving, Sat
+    # Monday's open, Thanksgiving, a Saturday
+    stamps = pd.Series(pd.to_datetime(["2026-11-23 14:35", "2026-11-26 15:00", "2026-11-28 15:00"], utc=True))
     frame = compute_features(pd.DataFrame({"timestamp": stamps, "v": [1.0, 2, 3]}), EVERY_KIND)
     assert frame["is_open"].tolist() == [True, False, False]
     assert frame["is_holiday"].tolist() == [False, True, False]
@@ -71,4 +72,5 @@ def test_spark_computes_the_same_features_per_series(spark):
         expected = compute_features(frame, EVERY_KIND)
         got = result[result["host"] == name].sort_values("timestamp").reset_index(drop=True)
         for column in expected.columns:
-            np.testing.assert_allclose(got[column].astype(float), expected[column].astype(float), rtol=1e-9, equal_nan=True, err_msg=column)
+            np.testing.assert_allclose(got[column].astype(float), expected[column].astype(float), rtol=1e-9, equal_nan=True,
+                                       err_msg=column)

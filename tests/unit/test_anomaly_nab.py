@@ -69,7 +69,8 @@ def test_the_threshold_sweep_finds_the_same_optimum_as_trying_every_threshold():
     scores = [rng.random(400).round(2), rng.random(300).round(2)]
     scores[0][110] = scores[1][155] = 0.999  # something worth finding
     threshold, best = nab.best_threshold(grids, scores)
-    brute = max(sum(nab.score_detections(g, s >= t).raw for g, s in zip(grids, scores)) for t in np.unique(np.concatenate(scores)))
+    brute = max(sum(nab.score_detections(g, s >= t).raw for g, s in zip(grids, scores))
+                for t in np.unique(np.concatenate(scores)))
     assert best == pytest.approx(brute)
     assert sum(nab.score_detections(g, s >= threshold).raw for g, s in zip(grids, scores)) == pytest.approx(best)
 
@@ -138,7 +139,8 @@ def test_the_reference_detectors_published_final_scores_are_reproduced(detector)
     outputs = nab.read_detector_outputs(NAB_DIR / "reference_detectors" / detector, corpus)
     published = json.loads((NAB_DIR / "reference_detectors" / "final_results.json").read_text())[detector]
     for profile in nab.PROFILES.values():
-        per_file = pd.read_csv(NAB_DIR / "reference_detectors" / detector / f"{detector}_{profile.name}_scores.csv").dropna(subset=["File"])
+        per_file = pd.read_csv(NAB_DIR / "reference_detectors" / detector / f"{detector}_{profile.name}_scores.csv")
+        per_file = per_file.dropna(subset=["File"])
         threshold = float(per_file["Threshold"].iloc[0])
         result = nab.score_corpus(corpus.timestamps, outputs, corpus.windows, profile, threshold)
         assert result.score == pytest.approx(published[profile.name], abs=1e-6)

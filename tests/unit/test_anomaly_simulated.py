@@ -8,7 +8,8 @@ from perflake.anomaly.simulated import SimulatedSpec, generate
 from perflake.simulator.workload import ANOMALY_KINDS
 
 # one of each kind where the calendar lets it fit: the history and the test period each cover a New York session
-SPEC = SimulatedSpec(history_days=1.0, test_days=0.6, rate=2.0, anomalies=len(ANOMALY_KINDS), seed=3, start="2026-01-05T06:00:00+00:00")
+SPEC = SimulatedSpec(history_days=1.0, test_days=0.6, rate=2.0, anomalies=len(ANOMALY_KINDS), seed=3,
+                     start="2026-01-05T06:00:00+00:00")
 
 
 @pytest.fixture(scope="module")

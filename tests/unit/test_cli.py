@@ -16,7 +16,7 @@ EVALUATE_RUN = ["evaluate", "run", "--dataset", "nab", "--detector", "ensemble"]
 
 
 @pytest.mark.parametrize(("period", "refusal"), [("nightly", "not a period such as 1D or 6h: 'nightly'"),
-                                                  ("0h", "must be a positive period")])
+                                                 ("0h", "must be a positive period")])
 def test_a_retraining_schedule_must_be_a_positive_period(period, refusal, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args([*EVALUATE_RUN, "--refit-every", period])
@@ -50,7 +50,8 @@ def test_submit_of_a_missing_job_names_it(capsys):
 
 
 def test_the_cluster_profile_starts_no_services(tmp_path):
-    env = make_environ(tmp_path, PERFLAKE_PROFILE="cluster", PERFLAKE__SPARK__MASTER="spark://m:7077", PERFLAKE__LAKE__ROOT="hdfs://nn:8020/p")
+    env = make_environ(tmp_path, PERFLAKE_PROFILE="cluster", PERFLAKE__SPARK__MASTER="spark://m:7077",
+                       PERFLAKE__LAKE__ROOT="hdfs://nn:8020/p")
     result = run_perflake(["services", "up"], env)
     assert result.returncode == 0, result.stderr
     assert "profile cluster manages no services" in result.stdout

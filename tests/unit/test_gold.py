@@ -30,7 +30,8 @@ def metrics(spark):
         )
         for _ in range(3000)
     ]
-    schema = "metric STRING, service STRING, endpoint STRING, host STRING, event_at TIMESTAMP, value DOUBLE, unit STRING, is_error BOOLEAN"
+    schema = ("metric STRING, service STRING, endpoint STRING, host STRING, event_at TIMESTAMP, value DOUBLE, unit STRING, "
+              "is_error BOOLEAN")
     return spark.createDataFrame(rows, schema)
 
 
@@ -82,7 +83,7 @@ def test_strategy_effectiveness_counts_wins_rejects_and_slippage(spark):
         "strategy STRING, event_at STRING, realized_pnl_usd DOUBLE, slippage_bps DOUBLE, fee_usd DOUBLE",
     ).withColumn("event_at", F.to_timestamp("event_at"))
     orders = spark.createDataFrame(
-        [("s1", at, "submitted"), ("s1", at, "submitted"), ("s1", at, "submitted"), ("s1", at, "submitted"), ("s1", at, "rejected")],
+        [("s1", at, "submitted")] * 4 + [("s1", at, "rejected")],
         "strategy STRING, event_at STRING, status STRING",
     ).withColumn("event_at", F.to_timestamp("event_at"))
     rows = {r.strategy: r for r in gold.strategy_effectiveness_daily(orders, fills, "America/New_York").collect()}
@@ -93,7 +94,8 @@ def test_strategy_effectiveness_counts_wins_rejects_and_slippage(spark):
 
 
 def test_the_trading_day_follows_new_york_time(spark):
-    frame = spark.createDataFrame([("2026-11-25 03:00:00",)], "event_at STRING").withColumn("event_at", F.to_timestamp("event_at"))
+    frame = spark.createDataFrame([("2026-11-25 03:00:00",)],
+                                  "event_at STRING").withColumn("event_at", F.to_timestamp("event_at"))
     assert str(frame.select(gold.trade_date("America/New_York").alias("d")).first().d) == "2026-11-24"
 
 

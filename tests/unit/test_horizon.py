@@ -91,7 +91,8 @@ def test_refresh_through_the_horizon_rebuilds_windows_that_straddle_midnight_and
         for s in range(0, 4 * 3600, 7)
     ]
     write_silver(spark, config, "metrics", metric_rows,
-                 "metric STRING, service STRING, endpoint STRING, host STRING, event_at TIMESTAMP, value DOUBLE, unit STRING, is_error BOOLEAN")
+                 "metric STRING, service STRING, endpoint STRING, host STRING, event_at TIMESTAMP, value DOUBLE, unit STRING, "
+                 "is_error BOOLEAN")
     metrics = lake.read_table(spark, config, "silver", "metrics")
     # changed: rows of 23:59 and 00:00; their hours need rows from 23:00 to 00:59, two dates
     changed = metrics.filter(F.col("event_at").between(MIDNIGHT - timedelta(minutes=1), MIDNIGHT + timedelta(seconds=59)))
@@ -99,7 +100,8 @@ def test_refresh_through_the_horizon_rebuilds_windows_that_straddle_midnight_and
         if table.sources == ("metrics",):
             refreshed_equals_full_build(spark, config, table, changed)
 
-    # a New York trading day runs 05:00 to 05:00 UTC in winter: a change at 04:30 UTC needs the day's first rows, 23 h 20 min before
+    # a New York trading day runs 05:00 to 05:00 UTC in winter:
+    # a change at 04:30 UTC needs the day's first rows, 23 h 20 min before
     decision_rows = [
         ("rebalance", "profit" if i % 3 else "loss", i % 7 == 0, True, float(i % 50), 20.0 + i % 13, None,
          MIDNIGHT - timedelta(hours=24) + timedelta(minutes=20 * i))

@@ -2,7 +2,8 @@ from perflake.pipeline.reconcile import Check, kafka_to_bronze
 
 
 def bronze(spark, offsets):
-    return spark.createDataFrame([("t", 0, offset) for offset in offsets], "kafka_topic STRING, kafka_partition INT, kafka_offset BIGINT")
+    return spark.createDataFrame([("t", 0, offset) for offset in offsets],
+                                 "kafka_topic STRING, kafka_partition INT, kafka_offset BIGINT")
 
 
 def test_every_offset_once_is_ok(spark):

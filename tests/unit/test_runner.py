@@ -15,7 +15,8 @@ def test_stop_stops_only_the_layers_named(tmp_path):
         runner.process_of(config, layer).start(SLEEPER)
     try:
         assert runner.stop(config, layers=("silver",), timeout_s=5) == ["silver"]
-        assert {item.layer: item.state for item in runner.status(config)} == {"bronze": "running", "silver": "stopped", "gold": "stopped"}
+        assert {item.layer: item.state for item in runner.status(config)} == {"bronze": "running", "silver": "stopped",
+                                                                              "gold": "stopped"}
     finally:
         runner.stop(config, timeout_s=5)
 

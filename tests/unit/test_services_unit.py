@@ -11,7 +11,8 @@ from tests.support import make_config
 
 
 def test_broker_properties_come_from_config(tmp_path):
-    config = make_config("local", tmp_path, PERFLAKE__SERVICES__KAFKA__PORT="29092", PERFLAKE__SERVICES__KAFKA__CONTROLLER_PORT="29093")
+    config = make_config("local", tmp_path, PERFLAKE__SERVICES__KAFKA__PORT="29092",
+                         PERFLAKE__SERVICES__KAFKA__CONTROLLER_PORT="29093")
     properties = dict(line.split("=", 1) for line in KafkaService(config).server_properties().splitlines())
     assert properties["listeners"] == "PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093"
     assert properties["controller.quorum.voters"] == "1@127.0.0.1:29093"

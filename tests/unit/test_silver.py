@@ -14,7 +14,8 @@ from perflake.pipeline.bronze import bronze_rows
 CONTRACTS = load_contracts()
 LIMITS = silver.ValidationLimits(max_event_bytes=2000, max_future_s=300, late_after_s=600)
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
-GOOD_METRIC = {"metric": "response_time_ms", "value": 12.5, "unit": "ms", "kind": "timer", "endpoint": "/orders", "status_code": 200}
+GOOD_METRIC = {"metric": "response_time_ms", "value": 12.5, "unit": "ms", "kind": "timer", "endpoint": "/orders",
+               "status_code": 200}
 GOOD_FILL = {
     "fill_id": "f1", "order_id": "o1", "account_id": "a1", "strategy": "put_selling", "symbol": "SPY",
     "side": "sell", "quantity": 2.0, "price": 1.5, "expected_price": 1.52, "slippage_bps": -131.6,
@@ -22,7 +23,8 @@ GOOD_FILL = {
 
 
 def event(event_type="metric", payload=None, **changes):
-    body = envelope(event_type, payload or GOOD_METRIC, "ws4-market-integration", "app-1", NOW, event_id=changes.pop("event_id", None))
+    body = envelope(event_type, payload or GOOD_METRIC, "ws4-market-integration", "app-1", NOW,
+                    event_id=changes.pop("event_id", None))
     body.update(changes)
     return body
 
@@ -69,15 +71,20 @@ BAD_INPUTS = [
         [f"envelope.event_at is more than 300s in the future: {(NOW + timedelta(hours=2)).isoformat()}"],
     ),
     ("payload not an object", encode(event(payload=None) | {"payload": [1]}), ["envelope.payload is not a JSON object"]),
-    ("payload a string like an object", encode(event(payload=None) | {"payload": "{"}), ["envelope.payload is not a JSON object"]),
+    ("payload a string like an object", encode(event(payload=None) | {"payload": "{"}),
+     ["envelope.payload is not a JSON object"]),
     ("unknown event type", encode(event(event_type="tweet")), ["unknown event type tweet version 1"]),
     ("unknown version", encode(event(schema_version=9)), ["unknown event type metric version 9"]),
-    ("huge event", encode(event(tags={"blob": "x" * 3000})), [f"event is {len(encode(event(tags={'blob': 'x' * 3000})))} bytes; the limit is 2000"]),
+    ("huge event", encode(event(tags={"blob": "x" * 3000})),
+     [f"event is {len(encode(event(tags={'blob': 'x' * 3000})))} bytes; the limit is 2000"]),
     ("wrong type", encode(event(payload={**GOOD_METRIC, "value": "fast"})), ["payload.value must be number, got fast"]),
     ("missing field", encode(event(payload={k: v for k, v in GOOD_METRIC.items() if k != "unit"})), ["payload.unit is missing"]),
-    ("outside the enum", encode(event(payload={**GOOD_METRIC, "unit": "furlongs"})), ["payload.unit is 'furlongs'; expected one of ms, s, bytes, percent, count, per_s, usd, bps, ratio"]),
-    ("above the maximum", encode(event(payload={**GOOD_METRIC, "status_code": 700})), ["payload.status_code = 700 is above the maximum 599"]),
-    ("bad metric name", encode(event(payload={**GOOD_METRIC, "metric": "Response Time"})), ["payload.metric does not match ^[a-z][a-z0-9_.]{0,127}$"]),
+    ("outside the enum", encode(event(payload={**GOOD_METRIC, "unit": "furlongs"})),
+     ["payload.unit is 'furlongs'; expected one of ms, s, bytes, percent, count, per_s, usd, bps, ratio"]),
+    ("above the maximum", encode(event(payload={**GOOD_METRIC, "status_code": 700})),
+     ["payload.status_code = 700 is above the maximum 599"]),
+    ("bad metric name", encode(event(payload={**GOOD_METRIC, "metric": "Response Time"})),
+     ["payload.metric does not match ^[a-z][a-z0-9_.]{0,127}$"]),
     (
         "two problems at once",
         encode(event("fill", {**GOOD_FILL, "quantity": 0, "side": "hold"})),
@@ -138,7 +145,8 @@ def test_silver_keeps_the_first_copy_of_an_event(spark):
     rows = validated(bronze_of(spark, [encode(first), encode(resent), encode(other)]), CONTRACTS, LIMITS)
     contract = CONTRACTS[("metric", 1)]
     out = silver.silver_rows(silver.type_payloads(rows, contract, LIMITS), contract).collect()
-    assert sorted((r.event_id, r.value, r.kafka_offset) for r in out) == sorted([(first["event_id"], 12.5, 0), (other["event_id"], 12.5, 2)])
+    kept = sorted((r.event_id, r.value, r.kafka_offset) for r in out)
+    assert kept == sorted([(first["event_id"], 12.5, 0), (other["event_id"], 12.5, 2)])
 
 
 def test_late_events_are_kept_and_flagged(spark):

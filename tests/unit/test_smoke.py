@@ -23,7 +23,8 @@ def test_kafka_messages_become_smoke_rows_with_their_coordinates(spark):
     messages = spark.createDataFrame(
         [Row(key=b"k", value=json.dumps(event).encode(), topic="t", partition=2, offset=41, timestamp=kafka_at)]
     )
-    rows = parse_smoke_messages(messages, load_table_schema("bronze", "smoke_events")["payload_ddl"]).drop("ingested_at").collect()
+    rows = parse_smoke_messages(messages,
+                                load_table_schema("bronze", "smoke_events")["payload_ddl"]).drop("ingested_at").collect()
     assert [row.asDict() for row in rows] == [
         {
             **{key: value for key, value in event.items() if key != "event_at"},
@@ -38,7 +39,8 @@ def test_kafka_messages_become_smoke_rows_with_their_coordinates(spark):
 
 def test_a_message_that_is_not_json_keeps_its_coordinates(spark):
     messages = spark.createDataFrame(
-        [(None, b"\xff garbage", "t", 0, 7, START)], "key BINARY, value BINARY, topic STRING, partition INT, offset LONG, timestamp TIMESTAMP"
+        [(None, b"\xff garbage", "t", 0, 7, START)],
+        "key BINARY, value BINARY, topic STRING, partition INT, offset LONG, timestamp TIMESTAMP"
     )
     row = parse_smoke_messages(messages, load_table_schema("bronze", "smoke_events")["payload_ddl"]).first()
     assert row.event_id is None and row.kafka_offset == 7
