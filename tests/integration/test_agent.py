@@ -17,7 +17,7 @@ import pytest
 
 from perflake import services
 from perflake.agent import Agent
-from perflake.agent.spool import MAGIC
+from perflake.agent.spool import SpooledMessage, read_frames
 from perflake.kafka import consume_events, ensure_topics
 from tests.support import PROJECT_DIR, make_config, make_environ, run_perflake
 
@@ -92,8 +92,11 @@ def test_a_damaged_spool_delivers_every_intact_message_and_reports_the_rest(runn
         record(writer, range(300))
     [segment] = (offline.agent.spool.dir / SERVICE / "0").glob("*.seg")
     data = bytearray(segment.read_bytes())
-    frames = [i for i in range(len(data)) if data[i : i + 4] == MAGIC]
-    damaged = [json.loads(data[frames[k] : frames[k + 1]][data[frames[k] : frames[k + 1]].index(b"[") :]) for k in (10, 20)]
+    messages = list(read_frames(bytes(data), 0, 0))
+    assert all(isinstance(message, SpooledMessage) for message in messages)  # written whole
+    frames = [0] + [message.end_offset for message in messages]  # where each frame starts
+    # read through the spool's own framing: a frame's binary header may hold a "[" byte (its CRC, its lengths)
+    damaged = [json.loads(messages[k].value) for k in (10, 20)]
     data[frames[11] - 3] ^= 0x01
     data[frames[20] : frames[20] + 2] = b"XX"
     segment.write_bytes(bytes(data))
