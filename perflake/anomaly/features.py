@@ -202,11 +202,11 @@ def spark_features(df, feature_set: FeatureSet, keys: list[str], metrics: list[s
     feature_fields = [T.StructField(name, T.BooleanType() if pd.api.types.is_bool_dtype(dtype) else T.DoubleType())
                       for name, dtype in sample.dtypes.items()]
     schema = T.StructType([*key_fields, T.StructField(time_column, T.TimestampType()), *feature_fields])
+    numeric = {name: float for name, dtype in sample.dtypes.items() if not pd.api.types.is_bool_dtype(dtype)}
 
     def per_series(pdf: pd.DataFrame) -> pd.DataFrame:
         pdf = pdf.sort_values(time_column).reset_index(drop=True)
         series = pdf[[time_column, *metrics]].rename(columns={time_column: "timestamp"})
-        numeric = {name: float for name, dtype in sample.dtypes.items() if not pd.api.types.is_bool_dtype(dtype)}
         features = compute_features(series, feature_set).astype(numeric)
         return pd.concat([pdf[[*keys, time_column]], features], axis=1)
 

@@ -69,11 +69,9 @@ def kafka_to_bronze(bronze: DataFrame, offsets: dict[tuple[str, int], tuple[int,
     wanted = bronze.sparkSession.createDataFrame(ranges, "topic STRING, part INT, first_offset BIGINT, end_offset BIGINT")
     in_range = bronze.kafka_offset.between(wanted["first_offset"], wanted["end_offset"] - 1)
     joined = bronze.join(wanted, (bronze.kafka_topic == wanted["topic"]) & (bronze.kafka_partition == wanted["part"]) & in_range)
-    stats = {
-        (r.kafka_topic, r.kafka_partition): r
-        for r in joined.groupBy("kafka_topic", "kafka_partition")
-        .agg(F.count("*").alias("rows"), F.countDistinct("kafka_offset").alias("offsets")).collect()
-    }
+    counted = joined.groupBy("kafka_topic", "kafka_partition").agg(
+        F.count("*").alias("rows"), F.countDistinct("kafka_offset").alias("offsets"))
+    stats = {(r.kafka_topic, r.kafka_partition): r for r in counted.collect()}
     for topic, partition, first, stop in ranges:
         row = stats.get((topic, partition))
         rows, distinct = (row.rows, row.offsets) if row else (0, 0)
