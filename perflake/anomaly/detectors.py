@@ -216,11 +216,20 @@ def checked_frame(frame: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"the 'timestamp' column holds {timestamps.dtype}, not datetimes (pandas.to_datetime reads them)")
     not_numeric = [column for column in metric_columns(frame) if not pd.api.types.is_numeric_dtype(frame[column])]
     if not_numeric:
-        raise ValueError(f"metric columns must be numeric; not numeric: {not_numeric}")
+        raise ValueError(f"metric columns must be numeric; not numeric: {not_numeric} ("
+                         + "; ".join(_first_text(frame[column]) for column in not_numeric) + ")")
     zone = timestamps.dt.tz
     if str(zone) == "UTC":  # the usual case, on every streamed row: no copy
         return frame
     return frame.assign(timestamp=timestamps.dt.tz_localize("UTC") if zone is None else timestamps.dt.tz_convert("UTC"))
+
+
+def _first_text(values: pd.Series) -> str:
+    """Where a metric column's first value that is not a number is, and what it is (a blank is a missing value)."""
+    text = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
+    if len(text):
+        return f"{values.name!r}: row {text.index[0]} is {text.iloc[0]!r}"
+    return f"{values.name!r}: of type {values.dtype}"
 
 
 def contributing_metric(contributor: str) -> str:

@@ -221,8 +221,12 @@ def test_misuse_is_a_clear_error():
     with pytest.raises(ValueError, match="ewma_control fitted on 12 rows: 2 scored rows"):  # an ensemble member, named
         make_detector("ensemble", members=[make_detector("ewma_control")]).fit(syn.clean().iloc[:12])
     frame = syn.clean()
-    with pytest.raises(ValueError, match=r"metric columns must be numeric; not numeric: \['host'\]"):
+    with pytest.raises(ValueError, match=r"metric columns must be numeric; not numeric: \['host'\] \('host': row 0 is 'db-1'\)"):
         make_detector("ewma_control").fit(frame.assign(host="db-1"))
+    garbled = frame.assign(value=frame["value"].astype(object))
+    garbled.loc[7, "value"] = "n/a"  # one unreadable cell in an export: the error says which
+    with pytest.raises(ValueError, match=r"not numeric: \['value'\] \('value': row 7 is 'n/a'\)"):
+        make_detector("ewma_control").fit(garbled)
     with pytest.raises(ValueError, match="the 'timestamp' column holds object, not datetimes"):
         make_detector("ewma_control").fit(frame.assign(timestamp=frame["timestamp"].astype(str)))
     fitted = make_detector("seasonal_profile").fit(frame.iloc[: syn.FIT_ROWS])
