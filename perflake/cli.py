@@ -154,9 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="nab only: also write each detector's scores here in NAB's results layout "
                           "(for nab-score or NAB's own tools)")
     run_eval.set_defaults(handler=cmd_evaluate_run)
-    train = actions.add_parser("train", help="fit a detector on one series' normal rows and register it in MLflow")
-    train.add_argument("--dataset", required=True, choices=_dataset_names())
-    train.add_argument("--series", required=True, help="e.g. realKnownCause/nyc_taxi.csv or machine-1-6")
+    train = actions.add_parser("train", help="fit a detector on one series' normal rows, or a CSV of history, and register it "
+                               "in MLflow")
+    history = train.add_mutually_exclusive_group(required=True)
+    history.add_argument("--dataset", choices=_dataset_names(), help="a labelled data set's series (with --series)")
+    history.add_argument("--file", type=Path, help="a CSV of history (timestamp + metric columns), every row learned as normal")
+    train.add_argument("--series", help="with --dataset: e.g. realKnownCause/nyc_taxi.csv or machine-1-6")
     train.add_argument("--detector", required=True, choices=_detector_names())
     train.add_argument("--alias", default="champion", help="alias to point at the new version (default %(default)s)")
     train.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
@@ -335,8 +338,14 @@ def cmd_evaluate_run(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_train(args: argparse.Namespace) -> int:
-    from perflake.anomaly.commands import train
+    from perflake.anomaly.commands import train, train_file
 
+    if args.file:
+        if args.series or args.data_dir:
+            return _refused("--series and --data-dir pick a series of a labelled data set (--dataset), not of --file")
+        return _evaluate_errors(lambda: print(train_file(get_config(), args.file, args.detector, args.alias)))
+    if not args.series:
+        return _refused(f"--dataset {args.dataset} needs --series: which of its series to train on")
     return _evaluate_errors(lambda: print(train(get_config(), args.dataset, args.series, args.detector, args.alias,
                                                 args.data_dir)))
 
@@ -354,9 +363,13 @@ def _evaluate_errors(action) -> int:
     try:
         action()
     except (FileNotFoundError, ValueError, KeyError, MlflowException) as error:
-        print(f"perflake: error: {error}", file=sys.stderr)
-        return 2
+        return _refused(str(error))
     return 0
+
+
+def _refused(why: str) -> int:
+    print(f"perflake: error: {why}", file=sys.stderr)
+    return 2
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:

@@ -120,16 +120,46 @@ def _percent(share: float, of: int) -> str:
 def train(config: Config, dataset: str, series_name: str, detector_name: str, alias: str | None,
           data_dir: Path | None = None) -> str:
     """Fit a detector on one series' normal rows, log and register it; says what it registered."""
-    from perflake.anomaly import tracking
-
     data = {s.name: s for s in ev.load_dataset(dataset, dataset_folder(config, dataset, data_dir))}
     if series_name not in data:
         raise ValueError(f"no series {series_name!r} in {dataset}; e.g. {', '.join(sorted(data)[:3])}")
-    series = data[series_name]
-    detector = make_detector(detector_name).fit(series.fit)
-    name, version = tracking.register_detector(config, detector, {"dataset": dataset}, f"{dataset}:{series_name}", alias)
-    registered = f"registered {name} version {version}" + (f" as @{alias}" if alias else "")
+    return _fit_and_register(config, detector_name, data[series_name].fit, {"dataset": dataset}, f"{dataset}:{series_name}",
+                             alias)
+
+
+def train_file(config: Config, csv_file: Path, detector_name: str, alias: str | None) -> str:
+    """Fit a detector on every row of a CSV of history (timestamp + metric columns), log and register it.
+
+    The file is unlabelled, so every row is learned as normal, its anomalies included, as a nightly
+    training on the gold tables learns them; a refusal (text in a metric, too few rows) names the file.
+    """
+    history = read_metric_file(csv_file)
+    try:
+        return _fit_and_register(config, detector_name, history, {"file": str(csv_file)}, f"file:{csv_file.name}", alias)
+    except ValueError as refusal:
+        raise ValueError(f"{csv_file}: {refusal}") from None
+
+
+def _fit_and_register(config: Config, detector_name: str, history: pd.DataFrame, params: dict, trained_on: str,
+                      alias: str | None) -> str:
+    from perflake.anomaly import tracking
+
+    detector = make_detector(detector_name).fit(history)
+    name, version = tracking.register_detector(config, detector, params, trained_on, alias)
+    registered = f"registered {name} version {version} trained on {len(history):,} rows" + (f" as @{alias}" if alias else "")
     return "\n".join([f"{registered} (tracking: {config.ml.tracking_uri})", *not_learned_lines(detector)])
+
+
+def read_metric_file(csv_file: Path) -> pd.DataFrame:
+    """A CSV of a timestamp column (dates, or Unix time) and one column per metric, its timestamps in UTC."""
+    try:
+        frame = pd.read_csv(csv_file)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{csv_file}: the file is empty; it needs a header of 'timestamp' and metric columns") from None
+    if "timestamp" not in frame.columns:
+        raise ValueError(f"{csv_file}: needs a 'timestamp' column (and one column per metric); has {list(frame.columns)}")
+    frame["timestamp"] = nab.utc_timestamps(frame["timestamp"])
+    return frame
 
 
 def not_learned_lines(detector: Detector) -> list[str]:
@@ -142,10 +172,7 @@ def score_file(config: Config, model: str, alias: str, csv_file: Path, top: int)
     """Score a CSV (timestamp + metric columns) with a registered detector; the top rows, explained."""
     from perflake.anomaly import tracking
 
-    frame = pd.read_csv(csv_file)
-    if "timestamp" not in frame.columns:
-        raise ValueError(f"{csv_file}: needs a 'timestamp' column (and one column per metric); has {list(frame.columns)}")
-    frame["timestamp"] = nab.utc_timestamps(frame["timestamp"])
+    frame = read_metric_file(csv_file)
     detector = tracking.load_detector(config, model, alias)
     scored = detector.score(frame)
     lines = [f"{model}@{alias} ({detector.family}) on {csv_file}: {len(frame)} rows", *not_learned_lines(detector)]

@@ -42,6 +42,34 @@ def test_scoring_a_file_names_the_metrics_the_registered_detector_could_not_lear
     assert report[2].startswith(f"  {frame['timestamp'].iloc[syn.START]}  ensemble (ensemble)") and report[2].count(":value") == 1
 
 
+def test_a_detector_trained_on_a_csv_of_history_is_registered_and_finds_a_spike_in_a_new_file(tmp_path):
+    config = make_config("local", tmp_path)
+    frame = syn.with_anomaly("spike")
+    history, new = tmp_path / "history.csv", tmp_path / "new.csv"
+    frame.iloc[: syn.FIT_ROWS].to_csv(history, index=False)
+    frame.iloc[syn.FIT_ROWS :].to_csv(new, index=False)
+    said = commands.train_file(config, history, "seasonal_profile", "champion")
+    name = "perflake-anomaly-seasonal_profile"
+    assert said.startswith(f"registered {name} version 1 trained on {syn.FIT_ROWS:,} rows as @champion")
+    version = mlflow.MlflowClient().get_model_version_by_alias(name, "champion")
+    assert mlflow.get_run(version.run_id).data.params["file"] == str(history)
+    report = commands.score_file(config, name, "champion", new, top=1).splitlines()
+    assert report[1].startswith(f"  {frame['timestamp'].iloc[syn.START]}  seasonal_profile")
+
+
+def test_training_on_a_csv_that_cannot_be_learned_names_the_file_and_registers_nothing(tmp_path):
+    config = make_config("local", tmp_path)
+    history = tmp_path / "history.csv"
+    syn.clean().iloc[:5].to_csv(history, index=False)
+    with pytest.raises(ValueError, match=rf"^{history}: seasonal_profile fitted on 5 rows"):
+        commands.train_file(config, history, "seasonal_profile", "champion")
+    history.write_text("")
+    with pytest.raises(ValueError, match=rf"^{history}: the file is empty"):
+        commands.train_file(config, history, "seasonal_profile", "champion")
+    tracking.use_tracking(config)
+    assert mlflow.MlflowClient().search_registered_models() == []
+
+
 def test_an_evaluation_run_logs_metrics_and_plots(tmp_path):
     config = make_config("local", tmp_path)
     run_id = log_spike_evaluation(config, "ensemble")

@@ -24,6 +24,18 @@ def test_a_retraining_schedule_must_be_a_positive_period(period, refusal, capsys
     assert build_parser().parse_args([*EVALUATE_RUN, "--refit-every", "1 day"]).refit_every == "1D"
 
 
+@pytest.mark.parametrize(("argv", "refusal"), [
+    (["--file", "history.csv", "--series", "machine-1-6"], "--series and --data-dir pick a series of a labelled data set"),
+    (["--dataset", "smd"], "--dataset smd needs --series"),
+])
+def test_training_takes_a_data_set_series_or_a_file_not_both_nor_half(argv, refusal, capsys):
+    assert main(["evaluate", "train", "--detector", "median_mad", *argv]) == 2
+    assert capsys.readouterr().err.startswith(f"perflake: error: {refusal}")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "train", "--detector", "median_mad", "--dataset", "smd", "--file", "h.csv"])
+    assert "argument --file: not allowed with argument --dataset" in capsys.readouterr().err
+
+
 def test_config_prints_the_active_profile(tmp_path):
     result = run_perflake(["config"], make_environ(tmp_path, PERFLAKE_PROFILE="hdfs"))
     assert result.returncode == 0, result.stderr
