@@ -136,6 +136,16 @@ def load_envelope(directory: Path = EVENTS_DIR) -> dict:
     return json.loads((directory / ENVELOPE_FILE).read_text())
 
 
+def required_envelope_fields(envelope: dict) -> tuple[str, ...]:
+    """The envelope schema's required fields in its order; a required object gives its own required fields, dotted
+    (``source.service``), in its place."""
+    fields: list[str] = []
+    for name in envelope["required"]:
+        nested = envelope["properties"][name].get("required")
+        fields += [f"{name}.{child}" for child in nested] if nested else [name]
+    return tuple(fields)
+
+
 def silver_tables(contracts: dict[tuple[str, int], EventContract]) -> dict[str, list[EventContract]]:
     """Silver table name -> the contract versions that land in it (newest last)."""
     tables: dict[str, list[EventContract]] = {}

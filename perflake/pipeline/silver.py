@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from perflake.contracts import EventContract, FieldSpec
+from perflake.contracts import EventContract, FieldSpec, load_envelope, required_envelope_fields
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 # The envelope of schemas/events/envelope.v1.json, every leaf read as text first so that a
@@ -29,7 +29,7 @@ ENVELOPE_TEXT_DDL = (
     "source STRUCT<service: STRING, component: STRING, host: STRING, instance: STRING, sequence: STRING>, "
     "event_at STRING, tags MAP<STRING, STRING>, payload STRING"
 )
-REQUIRED_ENVELOPE_FIELDS = ("event_id", "schema_version", "event_type", "source.service", "source.host", "event_at", "payload")
+REQUIRED_ENVELOPE_FIELDS = required_envelope_fields(load_envelope())
 MESSAGE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_at", "ingested_at")  # bronze's, per message
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_batch_index", "kafka_at", "ingested_at")  # per event
 ENVELOPE_COLUMNS = ("event_id", "schema_version", "event_type", "service", "component", "host", "instance", "sequence",

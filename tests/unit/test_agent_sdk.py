@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import datetime, timezone
 
+import jsonschema
 import pytest
 
 from perflake.agent import Agent, AgentUsageError
 from perflake.agent.core import at_share
 from perflake.agent.encoding import EnvelopeEncoder, Source, pack
 from perflake.agent.spool import Spool
-from perflake.contracts import load_contracts
+from perflake.contracts import load_contracts, load_envelope
+from perflake.events import sample_events
 from perflake.pipeline import silver
 from perflake.pipeline.streams import validated
 from tests.support import make_config
@@ -73,6 +76,18 @@ def test_what_the_agent_writes_passes_silver_as_is(spark, offline_config):
             ("account_operation", None, None), ("protocol_decision", None, None)} <= kinds
     counted = next(e for e in events if e["payload"].get("metric") == "orders_submitted")
     assert counted["payload"]["value"] == 3.0
+
+
+def test_every_event_the_agent_and_the_sample_traffic_write_is_an_envelope_as_its_json_schema_says(offline_config):
+    with Agent("ws3-account-management", offline_config, host="app-2", tags={"region": "us-east"}) as agent:
+        agent.timer("response_time_ms", endpoint="/accounts").observe(8.0, status_code=500, is_error=True)
+        agent.counter("accounts_opened").inc()
+        agent.fork("acct-001", "acct-002", 25_000.0)
+    events = spooled_events(offline_config, "ws3-account-management")
+    samples = sample_events(200, datetime.now(timezone.utc))
+    checker = jsonschema.Draft202012Validator(load_envelope(), format_checker=jsonschema.FormatChecker())
+    problems = [f"{event['event_type']}: {error.message}" for event in events + samples for error in checker.iter_errors(event)]
+    assert problems == [] and len(events) >= 3
 
 
 def test_events_are_numbered_per_source_with_unique_uuid_ids(offline_config):

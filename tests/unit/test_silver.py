@@ -62,6 +62,7 @@ BAD_INPUTS = [
     ("an empty batch", b"[]", ["an empty batch: a JSON array with no events"]),
     ("a truncated batch", b"[" + json.dumps(envelope("metric", GOOD_METRIC, "s", "h", NOW)).encode(), ["not a JSON object"]),
     ("missing event_id", encode({k: v for k, v in event().items() if k != "event_id"}), ["envelope.event_id is missing"]),
+    ("missing source.host", encode(event() | {"source": {"service": "s"}}), ["envelope.source.host is missing"]),
     ("event_id not a UUID", encode(event(event_id="42")), ["envelope.event_id is not a UUID"]),
     ("schema_version not a number", encode(event(schema_version="one")), ["envelope.schema_version must be an integer"]),
     ("event_at not a time", encode(event(event_at="yesterday")), ["envelope.event_at is not an ISO-8601 time"]),
