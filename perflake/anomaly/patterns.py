@@ -56,16 +56,21 @@ class Regimes:
 
 
 def regimes(frame: pd.DataFrame, metric: str, window: int, n_regimes: int = 3, seed: int = 0) -> Regimes:
-    """Cluster non-overlapping windows by level and spread; name the clusters from the lowest level up."""
+    """Cluster non-overlapping windows by level and spread; name the clusters from the lowest level up.
+
+    A window without a measured value (the metric went silent) has no regime and no label: silence
+    is a gap in the data, not a quiet period.
+    """
     from sklearn.cluster import KMeans
 
     if n_regimes not in REGIME_NAMES:
         raise ValueError(f"n_regimes must be one of {sorted(REGIME_NAMES)}")
     values = frame[metric].astype(float)
     groups = np.arange(len(frame)) // window
-    stats = values.groupby(groups).agg(["mean", "std"]).fillna(0.0)
+    stats = values.groupby(groups).agg(["mean", "std"])
+    stats = stats[stats["mean"].notna()].fillna(0.0)  # a window of one value has no spread
     if len(stats) < n_regimes:
-        raise ValueError(f"{len(stats)} windows of {window} rows: too few for {n_regimes} regimes")
+        raise ValueError(f"{len(stats)} windows of {window} rows with a measured value: too few for {n_regimes} regimes")
     scaled = (stats - stats.mean()) / (values.std() + EPSILON)  # level and spread in the series' own unit
     clusters = KMeans(n_clusters=n_regimes, n_init=10, random_state=seed).fit_predict(scaled)
     order = stats.groupby(clusters)["mean"].mean().sort_values().index

@@ -232,6 +232,13 @@ def test_regimes_are_named_from_the_quietest_up():
     assert found.labels.tolist() == [name for name in ("quiet", "normal", "peak", "normal", "quiet", "peak") for _ in range(4)]
     assert found.profile["mean"].is_monotonic_increasing
 
+    levels[120:180] = np.nan  # the agent went silent for an hour of the busy period: not a quiet regime
+    found = regimes(frame.assign(rps=levels), "rps", window=30)
+    assert frame["timestamp"].iloc[120] not in found.labels.index and frame["timestamp"].iloc[150] not in found.labels.index
+    assert found.labels.tolist() == ["quiet"] * 4 + ["normal"] * 2 + [
+        name for name in ("peak", "normal", "quiet", "peak") for _ in range(4)]
+    assert found.profile.loc["quiet", "mean"] > 9
+
 
 def test_a_recurring_shape_is_found_as_a_motif():
     rng = np.random.default_rng(2)
