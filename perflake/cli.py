@@ -160,7 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--dataset", choices=_dataset_names(), help="a labelled data set's series (with --series)")
     history.add_argument("--file", type=Path, help="a CSV of history (timestamp + metric columns), every row learned as normal")
     train.add_argument("--series", help="with --dataset: e.g. realKnownCause/nyc_taxi.csv or machine-1-6")
-    train.add_argument("--detector", required=True, choices=_detector_names())
+    which = train.add_mutually_exclusive_group(required=True)
+    which.add_argument("--detector", choices=_detector_names(), help="a new detector of this kind")
+    which.add_argument("--retrain", metavar="MODEL@ALIAS",
+                       help="with --file: retrain this registered detector (e.g. perflake-anomaly-ensemble@champion, or @3 "
+                       "for a version) on the file's history, as the nightly training does, and register its next version")
     train.add_argument("--alias", default="champion", help="alias to point at the new version (default %(default)s)")
     train.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     train.set_defaults(handler=cmd_evaluate_train)
@@ -343,7 +347,9 @@ def cmd_evaluate_train(args: argparse.Namespace) -> int:
     if args.file:
         if args.series or args.data_dir:
             return _refused("--series and --data-dir pick a series of a labelled data set (--dataset), not of --file")
-        return _evaluate_errors(lambda: print(train_file(get_config(), args.file, args.detector, args.alias)))
+        return _evaluate_errors(lambda: print(train_file(get_config(), args.file, args.detector, args.alias, args.retrain)))
+    if args.retrain:
+        return _refused("--retrain retrains on a --file of history, not on a labelled data set's series")
     if not args.series:
         return _refused(f"--dataset {args.dataset} needs --series: which of its series to train on")
     return _evaluate_errors(lambda: print(train(get_config(), args.dataset, args.series, args.detector, args.alias,

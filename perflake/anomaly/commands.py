@@ -123,30 +123,50 @@ def train(config: Config, dataset: str, series_name: str, detector_name: str, al
     data = {s.name: s for s in ev.load_dataset(dataset, dataset_folder(config, dataset, data_dir))}
     if series_name not in data:
         raise ValueError(f"no series {series_name!r} in {dataset}; e.g. {', '.join(sorted(data)[:3])}")
-    return _fit_and_register(config, detector_name, data[series_name].fit, {"dataset": dataset}, f"{dataset}:{series_name}",
-                             alias)
+    history = data[series_name].fit
+    return _register(config, make_detector(detector_name).fit(history), f"trained on {len(history):,} rows",
+                     {"dataset": dataset}, f"{dataset}:{series_name}", alias)
 
 
-def train_file(config: Config, csv_file: Path, detector_name: str, alias: str | None) -> str:
+def train_file(config: Config, csv_file: Path, detector_name: str, alias: str | None, retrain: str | None = None) -> str:
     """Fit a detector on every row of a CSV of history (timestamp + metric columns), log and register it.
 
     The file is unlabelled, so every row is learned as normal, its anomalies included, as a nightly
-    training on the gold tables learns them; a refusal (text in a metric, too few rows) names the file.
+    training on the gold tables learns them. With ``retrain`` (a registered ``name@alias`` or
+    ``name@version``), that detector is retrained on the file instead (``Detector.refit``: the
+    history so far; a detector that learns as it streams learns the rows it has not seen) and
+    registered as the model's next version: the nightly training's step. A refusal (text in a
+    metric, too few rows) names the file, and nothing is registered.
     """
     history = read_metric_file(csv_file)
+    name, origin, detector = _registered(config, retrain) if retrain else (None, "", make_detector(detector_name))
     try:
-        return _fit_and_register(config, detector_name, history, {"file": str(csv_file)}, f"file:{csv_file.name}", alias)
+        detector = detector.refit(history) if retrain else detector.fit(history)
     except ValueError as refusal:
         raise ValueError(f"{csv_file}: {refusal}") from None
+    how, params = (f"retrained from {origin}", {"retrained_from": origin}) if retrain else ("trained", {})
+    return _register(config, detector, f"{how} on {len(history):,} rows", {"file": str(csv_file), **params},
+                     f"file:{csv_file.name}", alias, name)
 
 
-def _fit_and_register(config: Config, detector_name: str, history: pd.DataFrame, params: dict, trained_on: str,
-                      alias: str | None) -> str:
+def _registered(config: Config, reference: str) -> tuple[str, str, Detector]:
+    """A registered detector named ``name@alias`` or ``name@version``: its name, ``name version N`` and the detector."""
     from perflake.anomaly import tracking
 
-    detector = make_detector(detector_name).fit(history)
-    name, version = tracking.register_detector(config, detector, params, trained_on, alias)
-    registered = f"registered {name} version {version} trained on {len(history):,} rows" + (f" as @{alias}" if alias else "")
+    name, _, alias_or_version = reference.partition("@")
+    if not name or not alias_or_version:
+        raise ValueError(f"a registered detector is named with its alias or version, e.g. perflake-anomaly-ensemble@champion "
+                         f"or perflake-anomaly-ensemble@3; got {reference!r}")
+    detector = tracking.load_detector(config, name, alias_or_version)
+    return name, f"{name} version {tracking.registered_version(config, name, alias_or_version)}", detector
+
+
+def _register(config: Config, detector: Detector, how: str, params: dict, trained_on: str, alias: str | None,
+              name: str | None = None) -> str:
+    from perflake.anomaly import tracking
+
+    name, version = tracking.register_detector(config, detector, params, trained_on, alias, name)
+    registered = f"registered {name} version {version} {how}" + (f" as @{alias}" if alias else "")
     return "\n".join([f"{registered} (tracking: {config.ml.tracking_uri})", *not_learned_lines(detector)])
 
 

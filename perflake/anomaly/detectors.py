@@ -124,8 +124,17 @@ class Detector(ABC):
         """Retrain on ``history`` (every row so far) as a scheduled job does, before streaming on with ``update``.
 
         A model of the fit history is learned again from scratch; a detector that learns as it
-        streams keeps what it learned instead (``sequence_surprise``).
+        streams keeps what it learned instead (``sequence_surprise``). The history must have the
+        metrics the detector was fitted on (a metric it could not learn may have been measured
+        since): another host's metrics are another detector's, and are refused.
         """
+        if self.calibration is None:
+            return self.fit(history)
+        history = checked_frame(history)
+        self._check_metrics(history, "this history has")
+        return self._refit(history)
+
+    def _refit(self, history: pd.DataFrame) -> Detector:
         return self.fit(history)
 
     def metrics_not_learned(self) -> dict[str, str]:
@@ -151,12 +160,15 @@ class Detector(ABC):
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         self._check_fitted("scoring")
         frame = checked_frame(frame)
-        fitted_on, given = metric_columns(self._tail), metric_columns(frame)
-        if set(given) != set(fitted_on):
-            raise ValueError(f"{self.name} was fitted on the metrics {fitted_on}; these rows have {given}")
+        self._check_metrics(frame, "these rows have")
         if frame.empty:  # a poll that brought no rows
             return pd.DataFrame(columns=SCORE_COLUMNS, index=frame.index)
         return self._levelled(self._raw(frame))
+
+    def _check_metrics(self, frame: pd.DataFrame, which: str) -> None:
+        fitted_on, given = metric_columns(self._tail), metric_columns(frame)
+        if set(given) != set(fitted_on):
+            raise ValueError(f"{self.name} was fitted on the metrics {fitted_on}; {which} {given}")
 
     def _check_fitted(self, doing: str) -> None:
         if self.calibration is None:
@@ -620,16 +632,13 @@ class SequenceSurpriseDetector(UnivariateDetector):
         model = self.models[metric] if self._advance_fitted else copy.deepcopy(self.models[metric])
         return model.run(values, learn=times)
 
-    def refit(self, history):
+    def _refit(self, history):
         """Keeps the model it learned while streaming and learns the rows of ``history`` it has not seen.
 
         It needs no retraining: a model learned from scratch on the same rows would differ only in
         its levels' range, now stretched by every anomaly in them. A metric it could not learn
         before (never measured) is learned from ``history`` now if it was measured since.
         """
-        if self.calibration is None:
-            return self.fit(history)
-        history = checked_frame(history)
         unseen = history[history["timestamp"] > self.learned_until]
         if len(unseen):
             self.update(unseen)
@@ -827,17 +836,15 @@ class EnsembleDetector(Detector):
     def _fit(self, history):
         self._learn_members(lambda member: member.fit(history))
 
-    def refit(self, history):
+    def _refit(self, history):
         """Each member retrains as it does alone (a learning member keeps learning); the combined level keeps its calibration.
 
         The members' levels are each calibrated already, so their mean keeps its scale. Calibrating
         it again would score the whole history in-sample every night, the anomalies it holds
         included: NAB 49.1 against 55.9 under cross_fit, at half the speed (docs/anomaly-detection.md).
         """
-        if self.calibration is None:
-            return self.fit(history)
         self._learn_members(lambda member: member.refit(history))
-        self._keep_context(checked_frame(history))
+        self._keep_context(history)
         return self
 
     def _learn_members(self, learn: Callable[[Detector], Detector]) -> None:

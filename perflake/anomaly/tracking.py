@@ -81,10 +81,12 @@ def log_evaluation(config: Config, evaluation, params: dict, figures: dict[str, 
     return run.info.run_id
 
 
-def register_detector(config: Config, detector: Detector, params: dict, trained_on: str, alias: str | None) -> tuple[str, str]:
-    """Log a fitted detector in a training run and register it; returns (model name, version)."""
+def register_detector(config: Config, detector: Detector, params: dict, trained_on: str, alias: str | None,
+                      name: str | None = None) -> tuple[str, str]:
+    """Log a fitted detector in a training run and register it (as ``name``, by default the detector's model name);
+    returns (model name, version)."""
     experiment_id = use_tracking(config)
-    name = model_name(config, detector.name)
+    name = name or model_name(config, detector.name)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train {detector.name} on {trained_on}"):
         mlflow.set_tags({"kind": "training", "detector": detector.name, "family": detector.family, "trained_on": trained_on})
         mlflow.log_params({**params, "detector": detector.name, "trained_on": trained_on})
@@ -96,6 +98,14 @@ def register_detector(config: Config, detector: Detector, params: dict, trained_
     if alias:
         mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
     return name, version
+
+
+def registered_version(config: Config, name: str, alias_or_version: str) -> str:
+    """The version number an alias points at (a version number is itself)."""
+    use_tracking(config)
+    if alias_or_version.isdigit():
+        return alias_or_version
+    return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias_or_version).version)
 
 
 def load_detector(config: Config, name: str, alias_or_version: str) -> Detector:

@@ -232,6 +232,10 @@ def test_misuse_is_a_clear_error():
     fitted = make_detector("seasonal_profile").fit(frame.iloc[: syn.FIT_ROWS])
     with pytest.raises(ValueError, match=r"fitted on the metrics \['value'\]; these rows have \['latency'\]"):
         fitted.score(frame.rename(columns={"value": "latency"}))
+    for name in ("seasonal_profile", "sequence_surprise", "ensemble"):  # retrained on another host's history: refused
+        fitted = make_detector(name).fit(frame.iloc[: syn.FIT_ROWS])
+        with pytest.raises(ValueError, match=rf"{name} was fitted on the metrics \['value'\]; this history has \['latency'\]"):
+            fitted.refit(frame.rename(columns={"value": "latency"}))
 
 
 def test_a_lost_sample_or_two_is_interpolated_for_shapes_and_a_longer_gap_left_out():

@@ -57,6 +57,24 @@ def test_a_detector_trained_on_a_csv_of_history_is_registered_and_finds_a_spike_
     assert report[1].startswith(f"  {frame['timestamp'].iloc[syn.START]}  seasonal_profile")
 
 
+def test_a_registered_detector_retrained_on_newer_history_is_its_next_version_and_learns_the_new_normal(tmp_path):
+    config = make_config("local", tmp_path)
+    frame = syn.with_anomaly("level_shift")  # 25 higher from row START on, for good: a new normal
+    files = {"before": slice(0, syn.FIT_ROWS), "since": slice(syn.START, syn.START + 600), "later": slice(syn.START + 600, None)}
+    for part, rows in files.items():
+        files[part] = tmp_path / f"{part}.csv"
+        frame.iloc[rows].to_csv(files[part], index=False)
+    name = "perflake-anomaly-seasonal_profile"
+    commands.train_file(config, files["before"], "seasonal_profile", "champion")
+    said = commands.train_file(config, files["since"], None, "champion", retrain=f"{name}@champion")
+    assert said.startswith(f"registered {name} version 2 retrained from {name} version 1 on 600 rows as @champion")
+    champion = mlflow.MlflowClient().get_model_version_by_alias(name, "champion")
+    assert str(champion.version) == "2" and mlflow.get_run(champion.run_id).data.params["retrained_from"] == f"{name} version 1"
+    later = commands.read_metric_file(files["later"])
+    assert tracking.load_detector(config, name, "1").score(later)["score"].min() >= 4  # the old normal: all of it alerts
+    assert tracking.load_detector(config, name, "champion").score(later)["score"].max() < 4
+
+
 def test_training_on_a_csv_that_cannot_be_learned_names_the_file_and_registers_nothing(tmp_path):
     config = make_config("local", tmp_path)
     history = tmp_path / "history.csv"

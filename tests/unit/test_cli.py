@@ -25,15 +25,26 @@ def test_a_retraining_schedule_must_be_a_positive_period(period, refusal, capsys
 
 
 @pytest.mark.parametrize(("argv", "refusal"), [
-    (["--file", "history.csv", "--series", "machine-1-6"], "--series and --data-dir pick a series of a labelled data set"),
-    (["--dataset", "smd"], "--dataset smd needs --series"),
+    (["--detector", "median_mad", "--file", "history.csv", "--series", "machine-1-6"],
+     "--series and --data-dir pick a series of a labelled data set"),
+    (["--detector", "median_mad", "--dataset", "smd"], "--dataset smd needs --series"),
+    (["--retrain", "perflake-anomaly-median_mad@champion", "--dataset", "smd", "--series", "machine-1-6"],
+     "--retrain retrains on a --file of history"),
 ])
 def test_training_takes_a_data_set_series_or_a_file_not_both_nor_half(argv, refusal, capsys):
-    assert main(["evaluate", "train", "--detector", "median_mad", *argv]) == 2
+    assert main(["evaluate", "train", *argv]) == 2
     assert capsys.readouterr().err.startswith(f"perflake: error: {refusal}")
+
+
+@pytest.mark.parametrize(("argv", "refusal"), [
+    (["--detector", "median_mad", "--dataset", "smd", "--file", "h.csv"], "argument --file: not allowed with argument --dataset"),
+    (["--detector", "median_mad", "--retrain", "m@champion", "--file", "h.csv"],
+     "argument --retrain: not allowed with argument --detector"),
+])
+def test_training_takes_one_source_of_history_and_one_detector(argv, refusal, capsys):
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["evaluate", "train", "--detector", "median_mad", "--dataset", "smd", "--file", "h.csv"])
-    assert "argument --file: not allowed with argument --dataset" in capsys.readouterr().err
+        build_parser().parse_args(["evaluate", "train", *argv])
+    assert refusal in capsys.readouterr().err
 
 
 def test_config_prints_the_active_profile(tmp_path):
