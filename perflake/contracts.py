@@ -136,6 +136,19 @@ def load_envelope(directory: Path = EVENTS_DIR) -> dict:
     return json.loads((directory / ENVELOPE_FILE).read_text())
 
 
+def envelope_text_ddl(envelope: dict) -> str:
+    """The envelope schema as a Spark DDL with every leaf as text: an object of declared properties is a struct, one of
+    ``additionalProperties`` a map, one of neither (``payload``) stays its JSON text, to be read by its own contract."""
+    def text_type(spec: dict) -> str:
+        if spec.get("type") == "object" and "properties" in spec:
+            return "STRUCT<" + ", ".join(f"{name}: STRING" for name in spec["properties"]) + ">"
+        if spec.get("type") == "object" and "additionalProperties" in spec:
+            return "MAP<STRING, STRING>"
+        return "STRING"
+
+    return ", ".join(f"{name} {text_type(spec)}" for name, spec in envelope["properties"].items())
+
+
 def required_envelope_fields(envelope: dict) -> tuple[str, ...]:
     """The envelope schema's required fields in its order; a required object gives its own required fields, dotted
     (``source.service``), in its place."""

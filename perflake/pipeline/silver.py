@@ -19,16 +19,12 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from perflake.contracts import EventContract, FieldSpec, load_envelope, required_envelope_fields
+from perflake.contracts import EventContract, FieldSpec, envelope_text_ddl, load_envelope, required_envelope_fields
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 # The envelope of schemas/events/envelope.v1.json, every leaf read as text first so that a
 # wrong type is reported as such instead of turning into a silent null.
-ENVELOPE_TEXT_DDL = (
-    "event_id STRING, schema_version STRING, event_type STRING, "
-    "source STRUCT<service: STRING, component: STRING, host: STRING, instance: STRING, sequence: STRING>, "
-    "event_at STRING, tags MAP<STRING, STRING>, payload STRING"
-)
+ENVELOPE_TEXT_DDL = envelope_text_ddl(load_envelope())
 REQUIRED_ENVELOPE_FIELDS = required_envelope_fields(load_envelope())
 MESSAGE_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_at", "ingested_at")  # bronze's, per message
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_batch_index", "kafka_at", "ingested_at")  # per event
