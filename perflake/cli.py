@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (ConfigError, JarsError, ServiceError) as error:
-        print(f"perflake: error: {error}", file=sys.stderr)
-        return 2
+        return _refused(str(error))
     except KeyboardInterrupt:
         print("perflake: interrupted", file=sys.stderr)
         return 130
@@ -268,14 +267,12 @@ def load_batch(config, args: argparse.Namespace) -> int:
     from perflake.agent.batch import BatchError, load_file, mark_loaded
 
     if args.file is None or not args.file.is_file():
-        print(f"perflake: error: agent load needs an existing CSV file, got {args.file}", file=sys.stderr)
-        return 2
+        return _refused(f"agent load needs an existing CSV file, got {args.file}")
     agent = Agent(args.service, config)
     try:
         result = load_file(args.file, args.event_type, agent, at_column=args.at_column, force=args.force)
     except BatchError as error:
-        print(f"perflake: error: {error}", file=sys.stderr)
-        return 2
+        return _refused(str(error))
     finally:
         agent.close()
     mark_loaded(config, result, args.event_type)

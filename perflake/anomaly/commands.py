@@ -139,12 +139,16 @@ def train_file(config: Config, csv_file: Path, detector_name: str, alias: str | 
     metric, too few rows) names the file, and nothing is registered.
     """
     history = read_metric_file(csv_file)
-    name, origin, detector = _registered(config, retrain) if retrain else (None, "", make_detector(detector_name))
+    if retrain:
+        name, origin, detector = _registered(config, retrain)
+        learn, how, params = detector.refit, f"retrained from {origin}", {"retrained_from": origin}
+    else:
+        name, detector = None, make_detector(detector_name)
+        learn, how, params = detector.fit, "trained", {}
     try:
-        detector = detector.refit(history) if retrain else detector.fit(history)
+        detector = learn(history)
     except ValueError as refusal:
         raise ValueError(f"{csv_file}: {refusal}") from None
-    how, params = (f"retrained from {origin}", {"retrained_from": origin}) if retrain else ("trained", {})
     return _register(config, detector, f"{how} on {len(history):,} rows", {"file": str(csv_file), **params},
                      f"file:{csv_file.name}", alias, name)
 
@@ -157,8 +161,8 @@ def _registered(config: Config, reference: str) -> tuple[str, str, Detector]:
     if not name or not alias_or_version:
         raise ValueError(f"a registered detector is named with its alias or version, e.g. perflake-anomaly-ensemble@champion "
                          f"or perflake-anomaly-ensemble@3; got {reference!r}")
-    detector = tracking.load_detector(config, name, alias_or_version)
-    return name, f"{name} version {tracking.registered_version(config, name, alias_or_version)}", detector
+    version = tracking.registered_version(config, name, alias_or_version)  # once: the alias may move while we train
+    return name, f"{name} version {version}", tracking.load_detector(config, name, version)
 
 
 def _register(config: Config, detector: Detector, how: str, params: dict, trained_on: str, alias: str | None,
