@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from perflake.anomaly.features import (DETECTOR_FEATURES, EPSILON, MAD_TO_SIGMA, FeatureSet, compute_features,
-                                       past_median_spread, seasonal_slots)
+                                       past_median_spread, robust_sigma, seasonal_slots)
 from perflake.anomaly.patterns import ShapeLibrary, dominant_period
 
 TAIL_QUANTILE = 0.95
@@ -45,8 +45,9 @@ EXPECTED_SIGMAS = 3.0  # the expected range: centre +- 3 spreads
 SCORE_COLUMNS = ["raw", "score", "expected_low", "expected_high", "contributor"]
 # The layout of a fitted detector's state, recorded with every registered model: bump it when a
 # detector's attributes change, so that an older registered model is refused when it is loaded
-# instead of failing at its first score (2: isolation_forest's ``held``, 2026-12-04).
-STATE_FORMAT = 2
+# instead of failing at its first score (2: isolation_forest's ``held``, 2026-12-04; 3: motif_novelty's windows
+# in the history's unit, 2026-12-05).
+STATE_FORMAT = 3
 NEVER_MEASURED = "no value measured in the fit history"  # why a metric was not learned
 
 
@@ -443,8 +444,8 @@ class SeasonalProfileDetector(UnivariateDetector):
             values, slot = pd.Series(values[measured]), slots[measured]
             known = days[measured].groupby(slot).nunique() >= self.min_days
             by_slot = values.groupby(slot)
-            medians, spreads = by_slot.median(), by_slot.apply(_sigma)
-            return medians[known].to_dict(), spreads[known].to_dict(), (values.median(), _sigma(values))
+            medians, spreads = by_slot.median(), by_slot.apply(robust_sigma)
+            return medians[known].to_dict(), spreads[known].to_dict(), (values.median(), robust_sigma(values))
 
         self.profiles = self._learn_per_metric(history, profile)
 
@@ -462,32 +463,46 @@ class SeasonalProfileDetector(UnivariateDetector):
         return np.abs(values - centre) / (spread + EPSILON), centre, spread
 
 
-def _sigma(values: pd.Series) -> float:
-    """MAD scaled to a normal sigma; the standard deviation where most values are equal (MAD 0)."""
-    mad = (values - values.median()).abs().median()
-    return float(MAD_TO_SIGMA * mad) if mad > 0 else float(values.std(ddof=0) or 0.0)
-
-
 class MotifNoveltyDetector(UnivariateDetector):
-    """Pattern: a window whose shape matches none of the normal history's (a new pattern, not a known one)."""
+    """Pattern: a window of the last ``length`` rows unlike any known one (``patterns.ShapeLibrary``).
+
+    Known are the windows of the first half of the fit history (the second half calibrates) and
+    those of the stream's last ``recent`` rows: a pattern of normal history is not an anomaly, a
+    new one is, once; when it recurs it is known.
+    """
 
     name, family = "motif_novelty", "pattern"
+    _first_scored = 0  # rows before it are only read as earlier windows (update's kept rows)
 
-    def __init__(self, length: int = 32):
-        self.length = length
-        self.context_rows = length
+    def __init__(self, length: int = 8, recent: int = 4000):
+        self.length, self.recent = length, recent
+        self.context_rows = recent + length - 1  # the oldest window a new row's is compared with starts here
 
     def _fit(self, history):
         learned = len(history) // 2
         if learned < self.length:
-            raise ValueError(f"{self.name} fitted on {len(history)} rows: it learns shapes of {self.length} rows from the "
-                             f"first half of its history and calibrates on the second, so it needs at least {2 * self.length}")
-        self.libraries = self._learn_per_metric(history, lambda values: ShapeLibrary(self.length).fit(values[:learned]))
+            raise ValueError(f"{self.name} fitted on {len(history)} rows: it learns windows of {self.length} rows from "
+                             f"the first half of its history and calibrates on the second, so it needs at least "
+                             f"{2 * self.length}")
+        self.libraries = self._learn_per_metric(history, lambda values: ShapeLibrary(self.length, self.recent)
+                                                .fit(values[:learned]))
         return learned
 
     def _per_metric(self, metric, values, times):
-        past = pd.Series(values).shift(1).rolling(self.length, min_periods=2)
-        return self.libraries[metric].novelty(values), past.median().to_numpy(), past.std().to_numpy()
+        # the expected range of the rows scored, from the rows before each (a streamed update's kept rows need none)
+        skipped = max(0, self._first_scored - self.length)
+        past = pd.Series(values[skipped:]).shift(1).rolling(self.length, min_periods=2)
+        unscored = np.full(skipped, np.nan)
+        return (self.libraries[metric].novelty(values, self._first_scored),
+                np.concatenate([unscored, past.median().to_numpy()]), np.concatenate([unscored, past.std().to_numpy()]))
+
+    def update(self, new_rows):
+        """As ``Detector.update``; the kept rows are read as the windows before the new ones, not scored again."""
+        self._first_scored = 0 if self._tail is None else len(self._tail)
+        try:
+            return super().update(new_rows)
+        finally:
+            self._first_scored = 0
 
 
 class LevelTransitions:

@@ -67,6 +67,12 @@ def past_median_spread(values: pd.Series, window: int) -> tuple[pd.Series, pd.Se
     return median, MAD_TO_SIGMA * mad
 
 
+def robust_sigma(values: pd.Series) -> float:
+    """MAD scaled to a normal sigma; the standard deviation where most values are equal (MAD 0)."""
+    mad = (values - values.median()).abs().median()
+    return float(MAD_TO_SIGMA * mad) if mad > 0 else float(values.std(ddof=0) or 0.0)
+
+
 def robust_z(values: pd.Series, window: int) -> pd.Series:
     """(x - median of the previous rows) / their MAD-sigma."""
     median, spread = past_median_spread(values, window)

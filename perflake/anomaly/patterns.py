@@ -2,9 +2,9 @@
 
 Known behaviour is not an anomaly: a daily cycle, the quiet/normal/peak regimes of the
 trading day, a batch job's recurring spike. ``dominant_period`` finds the season,
-``regimes`` names the levels a series moves between, ``ShapeLibrary`` remembers the shapes
-seen in normal history so that a window like one of them scores low and a new shape high
-(``detectors.MotifNoveltyDetector``).
+``regimes`` names the levels a series moves between, ``ShapeLibrary`` remembers the windows
+seen in normal history and lately, so that a window like one of them scores low and a new one
+high (``detectors.MotifNoveltyDetector``).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from perflake.anomaly.features import EPSILON
+from perflake.anomaly.features import EPSILON, robust_sigma
 
 MIN_AUTOCORRELATION = 0.3
 FILLED_GAP_ROWS = 3
+NOVELTY_BLOCK_ROWS = 64  # windows scored together: their distance matrices stay small enough for the cache
 REGIME_NAMES = {2: ("quiet", "busy"), 3: ("quiet", "normal", "peak"), 4: ("quiet", "normal", "busy", "peak")}
 
 
@@ -82,8 +83,8 @@ def regimes(frame: pd.DataFrame, metric: str, window: int, n_regimes: int = 3, s
     return Regimes(labels, profile.loc[[n for n in REGIME_NAMES[n_regimes] if n in profile.index]])
 
 
-def subsequences(values: np.ndarray, length: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Z-normalized windows of ``length`` rows (the shape, not the level), and the index of each window's last row.
+def windows(values: np.ndarray, length: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The windows of ``length`` rows as measured, and the index of each window's last row.
 
     A gap of up to ``FILLED_GAP_ROWS`` missing values (a lost sample or two) is interpolated;
     windows with a longer gap are left out: an outage is not a shape (filled, it would look like
@@ -92,14 +93,19 @@ def subsequences(values: np.ndarray, length: int, stride: int = 1) -> tuple[np.n
     x = _short_gaps_filled(np.asarray(values, dtype=float))
     if len(x) < length:
         return np.empty((0, length)), np.empty(0, dtype=int)
-    windows = np.lib.stride_tricks.sliding_window_view(x, length)[::stride]
+    every = np.lib.stride_tricks.sliding_window_view(x, length)[::stride]
     ends = np.arange(length - 1, len(x))[::stride]
-    complete = np.isfinite(windows).all(axis=1)
-    if not complete.any():
-        return np.empty((0, length)), np.empty(0, dtype=int)
-    windows, ends = windows[complete], ends[complete]
-    centred = windows - windows.mean(axis=1, keepdims=True)
-    return centred / (windows.std(axis=1, keepdims=True) + 1e-6 * (np.abs(windows).mean() + 1)), ends
+    complete = np.isfinite(every).all(axis=1)
+    return every[complete], ends[complete]
+
+
+def subsequences(values: np.ndarray, length: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Z-normalized ``windows`` (the shape, not the level or the size), and the index of each window's last row."""
+    measured, ends = windows(values, length, stride)
+    if not len(measured):
+        return measured, ends
+    centred = measured - measured.mean(axis=1, keepdims=True)
+    return centred / (measured.std(axis=1, keepdims=True) + 1e-6 * (np.abs(measured).mean() + 1)), ends
 
 
 def _short_gaps_filled(x: np.ndarray) -> np.ndarray:
@@ -146,29 +152,81 @@ def motifs(values: np.ndarray, length: int, top: int = 3, stride: int = 1) -> li
 
 
 class ShapeLibrary:
-    """The shapes of normal history; ``novelty`` is each window's distance to the nearest known one."""
+    """The windows of normal history; ``novelty`` is each window's distance to the nearest window known before it.
 
-    def __init__(self, length: int, max_shapes: int = 4000):
-        self.length, self.max_shapes = length, max_shapes
+    Windows are compared as measured, in the history's unit (less its median, over its robust
+    sigma), not each reduced to its own shape: a latency spike ten times the usual wiggle, a feed
+    stalled at zero or a level never seen are new, where z-normalized they look like any noisy
+    window. Known are the history's windows and the stream's own earlier ones (those ending
+    ``length`` to ``recent`` rows before, so none overlaps): a pattern seen in the history, or
+    come and gone in the last ``recent`` rows, is not new; one seen nowhere is.
+    """
+
+    def __init__(self, length: int, recent: int = 4000, max_shapes: int = 4000):
+        self.length, self.recent, self.max_shapes = length, recent, max_shapes
 
     def fit(self, values: np.ndarray) -> ShapeLibrary:
-        from sklearn.neighbors import NearestNeighbors
-
-        if len(values) < self.length:
-            raise ValueError(f"{len(values)} rows: too few to learn shapes of {self.length} rows")
         stride = max(1, (len(values) - self.length + 1) // self.max_shapes)
-        shapes, _ = subsequences(values, self.length, stride)
-        if len(shapes) == 0:
+        measured, _ = windows(values, self.length, stride)
+        if len(measured) == 0:
             raise ValueError(f"no window of {self.length} rows without a gap of over {FILLED_GAP_ROWS} missing values "
                              f"in {len(values)} rows: no shape to learn")
-        self.index = NearestNeighbors(n_neighbors=1).fit(shapes)
+        finite = pd.Series(values[np.isfinite(values)])
+        # a metric that held one value (an error rate at zero): any move from it is new, however small
+        self.centre = float(finite.median())
+        self.scale = robust_sigma(finite) or EPSILON * (1 + abs(self.centre))
+        self.known = (measured - self.centre) / self.scale
+        self._known_norms = (self.known**2).sum(axis=1)
         return self
 
-    def novelty(self, values: np.ndarray) -> np.ndarray:
-        """Per row: distance of the window ending there to the nearest known shape (NaN before a full window, or over a gap)."""
-        shapes, ends = subsequences(values, self.length)
+    def _scaled_windows(self, values: np.ndarray, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        measured, ends = windows(values, self.length, stride)
+        return (measured - self.centre) / self.scale, ends
+
+    def novelty(self, values: np.ndarray, first: int = 0) -> np.ndarray:
+        """Per row from ``first``: the root mean square distance, in the history's sigma, of the window ending there
+        to the nearest known one; NaN before a full window, over a gap, and before ``first`` (rows only read as the
+        windows before it, e.g. a stream's kept context)."""
+        scaled, ends = self._scaled_windows(values)
+        norms = (scaled**2).sum(axis=1)
         result = np.full(len(values), np.nan)
-        if len(shapes):
-            distances, _ = self.index.kneighbors(shapes)
-            result[ends] = distances[:, 0] / np.sqrt(self.length)
+        for start in range(int(np.searchsorted(ends, first)), len(ends), NOVELTY_BLOCK_ROWS):
+            query = slice(start, start + NOVELTY_BLOCK_ROWS)
+            nearest = np.minimum(_nearest(scaled[query], self.known, self._known_norms),
+                                 self._nearest_earlier(scaled, norms, ends, query))
+            result[ends[query]] = np.sqrt(nearest / self.length)
         return result
+
+    def _nearest_earlier(self, scaled: np.ndarray, norms: np.ndarray, ends: np.ndarray, query: slice) -> np.ndarray:
+        """Each query window's squared distance to the nearest window ending ``length`` to ``recent`` rows before it."""
+        first_end, last_end = ends[query][0], ends[query][-1]
+        reach = np.searchsorted(ends, [first_end - self.recent, last_end - self.recent])
+        until = np.searchsorted(ends, [first_end - self.length, last_end - self.length], side="right")
+        # the middle is in reach of every query of the block; only the two edges need a row-by-row check
+        shared = slice(reach[1], max(reach[1], until[0]))
+        nearest = np.full(len(ends[query]), np.inf)
+        for part, checked in ((slice(reach[0], shared.start), True), (shared, False), (slice(shared.stop, until[1]), True)):
+            if part.stop <= part.start:
+                continue
+            behind = ends[query][:, None] - ends[part][None, :] if checked else None
+            in_reach = (behind >= self.length) & (behind <= self.recent) if checked else None
+            nearest = np.minimum(nearest, _nearest(scaled[query], scaled[part], norms[part], in_reach))
+        return nearest
+
+
+def _nearest(rows: np.ndarray, others: np.ndarray, other_norms: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
+    """Each row's squared Euclidean distance to the nearest of ``others`` (where ``allowed``; inf if none is).
+
+    The nearest is found by one matrix product worked on in place (the distance matrices, not the
+    arithmetic, are the cost); its distance is then taken exactly, as the product's form loses
+    precision on windows far from the history's median, and a calibration on near-zero distances
+    (a series that repeats itself) would read that noise as novelty.
+    """
+    products = rows @ others.T
+    products *= -2.0
+    products += other_norms
+    if allowed is not None:
+        products[~allowed] = np.inf
+    nearest = products.argmin(axis=1)
+    found = np.isfinite(products[np.arange(len(rows)), nearest])
+    return np.where(found, ((rows - others[nearest]) ** 2).sum(axis=1), np.inf)

@@ -164,10 +164,10 @@ def test_a_series_a_detector_cannot_learn_alerts_on_nothing_is_named_and_the_oth
     frame = syn.with_anomaly("spike")
     segment = np.where(np.arange(len(frame)) == syn.START, 0, -1)
     long_one = ev.Series("long", frame.iloc[: syn.FIT_ROWS], frame, segment, "c")
-    short_one = ev.Series("short", frame.iloc[:20], frame.iloc[:200], segment[:200], "c")  # 20 rows: no shape of 32 to learn
+    short_one = ev.Series("short", frame.iloc[:12], frame.iloc[:200], segment[:200], "c")  # 12 rows: 6 to learn windows of 8 from
     scored = {s.name: ev.score_series(s, "motif_novelty", {}, ev.DEFAULT_REFRACTORY_ROWS) for s in (long_one, short_one)}
-    refusal = ("motif_novelty fitted on 20 rows: it learns shapes of 32 rows from the first half of its history and calibrates "
-               "on the second, so it needs at least 64")
+    refusal = ("motif_novelty fitted on 12 rows: it learns windows of 8 rows from the first half of its history and "
+               "calibrates on the second, so it needs at least 16")
     assert scored["short"].not_learned == refusal and not scored["short"].levels.any()
     assert scored["long"].not_learned == "" and scored["long"].levels[syn.START] >= ev.FIXED_LEVEL
 
