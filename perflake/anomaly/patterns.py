@@ -208,8 +208,10 @@ class ShapeLibrary:
         for part, checked in ((slice(reach[0], shared.start), True), (shared, False), (slice(shared.stop, until[1]), True)):
             if part.stop <= part.start:
                 continue
-            behind = ends[query][:, None] - ends[part][None, :] if checked else None
-            in_reach = (behind >= self.length) & (behind <= self.recent) if checked else None
+            in_reach = None
+            if checked:
+                behind = ends[query][:, None] - ends[part][None, :]
+                in_reach = (behind >= self.length) & (behind <= self.recent)
             nearest = np.minimum(nearest, _nearest(scaled[query], scaled[part], norms[part], in_reach))
         return nearest
 
