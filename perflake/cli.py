@@ -8,7 +8,8 @@
     perflake agent load FILE            the batch collector: a snapshot file's rows as business events
     perflake simulate                   the ALL-USE workload with labelled anomalies, through the agents
     perflake smoke                      platform self-test: Kafka -> Spark -> Delta
-    perflake evaluate nab-score|run|train|score   anomaly detectors: NAB scoring, evaluation, MLflow registry
+    perflake evaluate nab-score|run|chart|train|score
+                                        anomaly detectors: NAB scoring, evaluation, charts, MLflow registry
     perflake submit JOB [ARGS]          spark-submit a job with the profile's settings
     perflake config                     print the resolved configuration
 
@@ -124,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(handler=cmd_simulate)
 
     evaluate = commands.add_parser("evaluate",
-                                   help="anomaly detectors: score NAB outputs, evaluate, train and register, score a file")
+                                   help="anomaly detectors: score NAB outputs, evaluate, chart results, train and register, "
+                                   "score a file")
     actions = evaluate.add_subparsers(dest="action", required=True, metavar="ACTION")
     nab_score = actions.add_parser("nab-score",
                                    help="the three NAB profile scores of a folder of detector outputs (NAB's layout)")
@@ -153,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="nab only: also write each detector's scores here in NAB's results layout "
                           "(for nab-score or NAB's own tools)")
     run_eval.set_defaults(handler=cmd_evaluate_run)
+    chart = actions.add_parser("chart", help="draw a results file (run --json) against the targets and baselines, as a PNG")
+    chart.add_argument("results_file", type=Path, help="e.g. docs/results/nab.json")
+    chart.add_argument("--out", type=Path, help="the PNG to write (default: the results file's name with .png)")
+    chart.set_defaults(handler=cmd_evaluate_chart)
     train = actions.add_parser("train", help="fit a detector on one series' normal rows, or a CSV of history, and register it "
                                "in MLflow")
     history = train.add_mutually_exclusive_group(required=True)
@@ -336,6 +342,12 @@ def cmd_evaluate_run(args: argparse.Namespace) -> int:
             args.json.write_text(summary_json(results))
 
     return _evaluate_errors(run)
+
+
+def cmd_evaluate_chart(args: argparse.Namespace) -> int:
+    from perflake.anomaly.commands import chart_results
+
+    return _evaluate_errors(lambda: print(chart_results(args.results_file, args.out)))
 
 
 def cmd_evaluate_train(args: argparse.Namespace) -> int:

@@ -89,7 +89,7 @@ def log_spike_evaluation(config: Config, detector: str) -> str:
     import numpy as np
 
     from perflake.anomaly import evaluate as ev
-    from perflake.anomaly import tracking
+    from perflake.anomaly import charts, tracking
     from tests import synthetic as syn
 
     frame = syn.with_anomaly("spike")
@@ -98,5 +98,5 @@ def log_spike_evaluation(config: Config, detector: str) -> str:
     series = ev.Series("synthetic/spike", frame.iloc[: syn.FIT_ROWS], frame, segment, "synthetic")
     scored = ev.score_series(series, detector, {}, ev.DEFAULT_REFRACTORY_ROWS)
     evaluation = ev.evaluate("synthetic", [series], {series.name: scored}, detector, "fixed")
-    figure = tracking.detection_figure(series, scored.levels, ev.FIXED_LEVEL)
+    figure = charts.detection_figure(series, scored.levels, ev.FIXED_LEVEL)
     return tracking.log_evaluation(config, evaluation, {"refractory_rows": ev.DEFAULT_REFRACTORY_ROWS}, {"spike.png": figure})

@@ -1,4 +1,4 @@
-"""What ``perflake evaluate`` does: score NAB outputs, run evaluations, train and register, score a file."""
+"""What ``perflake evaluate`` does: score NAB outputs, run evaluations, chart their results, train and register, score a file."""
 
 from __future__ import annotations
 
@@ -86,12 +86,25 @@ def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols
 
 
 def plots(data: list[ev.Series], scored: dict[str, ev.Scored], evaluation: ev.Evaluation) -> dict[str, object]:
-    from perflake.anomaly.tracking import detection_figure
+    from perflake.anomaly.charts import detection_figure
 
     busiest = sorted(data, key=lambda s: -len(set(s.segment[s.segment >= 0])))[:PLOTTED_SERIES]
     return {f"{series.name.replace('/', '__')}.png":
             detection_figure(series, scored[series.name].levels, evaluation.thresholds[series.name])
             for series in busiest}
+
+
+def chart_results(results_file: Path, chart_file: Path | None) -> str:
+    """A results file (``run --json``) drawn against the targets and baselines, as a PNG beside it by default."""
+    from perflake.anomaly.charts import read_results, results_figure
+
+    results = read_results(results_file)
+    chart_file = chart_file or results_file.with_suffix(".png")
+    schedule = results["refit_every"].dropna().unique() if "refit_every" in results.columns else []
+    retrained = f", retrained every {schedule[0]}" if len(schedule) else ""
+    title = f"{results['dataset'].iloc[0]}{retrained}: {results_file.name}"
+    results_figure(results, title).savefig(chart_file, dpi=90)
+    return f"wrote {chart_file} ({results['detector'].nunique()} detectors, {results['protocol'].nunique()} protocols)"
 
 
 def format_row(e: ev.Evaluation) -> str:

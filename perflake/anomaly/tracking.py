@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 
 from perflake.anomaly import detectors
@@ -116,29 +115,3 @@ def load_detector(config: Config, name: str, alias_or_version: str) -> Detector:
         return mlflow.pyfunc.load_model(reference).unwrap_python_model().detector
     except IncompatibleDetector as error:
         raise IncompatibleDetector(f"{reference}: {error}") from None
-
-
-def detection_figure(series, levels: np.ndarray, threshold: float):
-    """The series, its labelled anomalies shaded, and the alerts marked: what an operator would look at.
-
-    A bare ``Figure``, outside pyplot: nothing to close, and a notebook's backend is left alone.
-    """
-    from matplotlib.figure import Figure
-
-    test = series.test
-    metric = [c for c in test.columns if c != "timestamp"][0]
-    figure = Figure(figsize=(12, 5))
-    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    top.plot(test["timestamp"], test[metric], linewidth=0.6, color="#345")
-    inside = series.segment >= 0
-    for segment in np.unique(series.segment[inside]):
-        rows = np.flatnonzero(series.segment == segment)
-        top.axvspan(test["timestamp"].iloc[rows[0]], test["timestamp"].iloc[rows[-1]], color="orange", alpha=0.3)
-    alerts = levels >= threshold
-    top.scatter(test["timestamp"][alerts], test[metric][alerts], color="red", zorder=3, s=18, label="alert")
-    top.set_title(f"{series.name}: labelled anomalies (shaded) and alerts (red); {metric}")
-    bottom.plot(test["timestamp"], levels, linewidth=0.6, color="#666")
-    bottom.axhline(threshold, color="red", linestyle="--", linewidth=0.8)
-    bottom.set_ylabel("alert level")
-    figure.tight_layout()
-    return figure
