@@ -41,6 +41,7 @@ from perflake.anomaly.features import (DETECTOR_FEATURES, EPSILON, MAD_TO_SIGMA,
 from perflake.anomaly.patterns import ShapeLibrary, dominant_period
 
 TAIL_QUANTILE = 0.95
+MIN_CALIBRATION_ROWS = 10  # scored rows of history a level is calibrated on, at least
 EXPECTED_SIGMAS = 3.0  # the expected range: centre +- 3 spreads
 SCORE_COLUMNS = ["raw", "score", "expected_low", "expected_high", "contributor"]
 # The layout of a fitted detector's state, recorded with every registered model: bump it when a
@@ -63,9 +64,9 @@ class TailCalibration:
     def fit(cls, raw: np.ndarray, source: str) -> TailCalibration:
         """``source`` names the detector and its history in a refusal."""
         raw = np.sort(raw[np.isfinite(raw)])
-        if len(raw) < 10:
+        if len(raw) < MIN_CALIBRATION_ROWS:
             raise ValueError(f"{source}: {len(raw)} scored rows of history (its first rows only warm it up): "
-                             "a detector needs at least 10 to calibrate")
+                             f"a detector needs at least {MIN_CALIBRATION_ROWS} to calibrate")
         threshold = float(np.quantile(raw, TAIL_QUANTILE))
         excess = raw[raw > threshold] - threshold
         spread = float(np.median(np.abs(raw - np.median(raw)))) or float(np.std(raw)) or 1.0
@@ -480,10 +481,11 @@ class MotifNoveltyDetector(UnivariateDetector):
 
     def _fit(self, history):
         learned = len(history) // 2
-        if learned < self.length:
+        needed = max(2 * self.length, 2 * MIN_CALIBRATION_ROWS - 1)  # a window in the first half, enough in the second
+        if len(history) < needed:
             raise ValueError(f"{self.name} fitted on {len(history)} rows: it learns windows of {self.length} rows from "
-                             f"the first half of its history and calibrates on the second, so it needs at least "
-                             f"{2 * self.length}")
+                             f"the first half of its history and calibrates on the second (at least "
+                             f"{MIN_CALIBRATION_ROWS} rows), so it needs at least {needed}")
         self.libraries = self._learn_per_metric(history, lambda values: ShapeLibrary(self.length, self.recent)
                                                 .fit(values[:learned]))
         return learned

@@ -164,11 +164,12 @@ def test_a_series_a_detector_cannot_learn_alerts_on_nothing_is_named_and_the_oth
     frame = syn.with_anomaly("spike")
     segment = np.where(np.arange(len(frame)) == syn.START, 0, -1)
     long_one = ev.Series("long", frame.iloc[: syn.FIT_ROWS], frame, segment, "c")
-    short_one = ev.Series("short", frame.iloc[:12], frame.iloc[:200], segment[:200], "c")  # 12 rows: 6 to learn windows of 8 from
+    short_one = ev.Series("short", frame.iloc[:17], frame.iloc[:200], segment[:200], "c")  # 9 rows to calibrate on
     scored = {s.name: ev.score_series(s, "motif_novelty", {}, ev.DEFAULT_REFRACTORY_ROWS) for s in (long_one, short_one)}
-    refusal = ("motif_novelty fitted on 12 rows: it learns windows of 8 rows from the first half of its history and "
-               "calibrates on the second, so it needs at least 16")
+    refusal = ("motif_novelty fitted on 17 rows: it learns windows of 8 rows from the first half of its history and "
+               "calibrates on the second (at least 10 rows), so it needs at least 19")
     assert scored["short"].not_learned == refusal and not scored["short"].levels.any()
+    assert make_detector("motif_novelty").fit(frame.iloc[:19]).calibration is not None  # the least it needs
     assert scored["long"].not_learned == "" and scored["long"].levels[syn.START] >= ev.FIXED_LEVEL
 
     evaluation = ev.evaluate("simulated", [long_one, short_one], scored, "motif_novelty", "fixed")
