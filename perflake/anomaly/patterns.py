@@ -175,19 +175,19 @@ class ShapeLibrary:
         # a metric that held one value (an error rate at zero): any move from it is new, however small
         self.centre = float(finite.median())
         self.scale = robust_sigma(finite) or EPSILON * (1 + abs(self.centre))
-        self.known = (measured - self.centre) / self.scale
+        self.known = self._in_history_unit(measured)
         self._known_norms = (self.known**2).sum(axis=1)
         return self
 
-    def _scaled_windows(self, values: np.ndarray, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        measured, ends = windows(values, self.length, stride)
-        return (measured - self.centre) / self.scale, ends
+    def _in_history_unit(self, measured: np.ndarray) -> np.ndarray:
+        return (measured - self.centre) / self.scale
 
     def novelty(self, values: np.ndarray, first: int = 0) -> np.ndarray:
         """Per row from ``first``: the root mean square distance, in the history's sigma, of the window ending there
         to the nearest known one; NaN before a full window, over a gap, and before ``first`` (rows only read as the
         windows before it, e.g. a stream's kept context)."""
-        scaled, ends = self._scaled_windows(values)
+        measured, ends = windows(values, self.length)
+        scaled = self._in_history_unit(measured)
         norms = (scaled**2).sum(axis=1)
         result = np.full(len(values), np.nan)
         for start in range(int(np.searchsorted(ends, first)), len(ends), NOVELTY_BLOCK_ROWS):
