@@ -68,6 +68,12 @@ def read_results(path: Path) -> pd.DataFrame:
     datasets = sorted(results["dataset"].unique())
     if len(datasets) > 1:
         raise ValueError(f"{path}: one data set per chart; this file has {datasets}")
+    unknown = sorted(set(results["protocol"]) - set(PROTOCOL_MARKERS))
+    if unknown:
+        raise ValueError(f"{path}: unknown threshold protocols {unknown}; known: {list(PROTOCOL_MARKERS)}")
+    repeated = results[results.duplicated(["detector", "protocol"])]
+    if len(repeated):  # two runs in one file: which figure to draw is not for the chart to pick
+        raise ValueError(f"{path}: {repeated['detector'].iloc[0]} under {repeated['protocol'].iloc[0]} appears more than once")
     return results
 
 
@@ -137,13 +143,13 @@ def _name_points(axes, fixed: pd.DataFrame) -> None:
 
 def _draw_headline(axes, results: pd.DataFrame, colours: dict) -> None:
     """Horizontal bars, one group per detector (best first), one bar per protocol."""
+    from matplotlib.patches import Patch
+
     measure, label = (("nab_standard", "NAB standard score") if "nab_standard" in results.columns
                       else ("f1", "event F1 (no point adjust)"))
     protocols = [p for p in PROTOCOL_MARKERS if (results["protocol"] == p).any()]
     table = results.pivot_table(index="detector", columns="protocol", values=measure, sort=False)[protocols]
     table = table.loc[table.max(axis=1).sort_values().index]
-    from matplotlib.patches import Patch
-
     height = 0.8 / len(protocols)
     for offset, protocol in enumerate(protocols):
         positions = np.arange(len(table)) + ((len(protocols) - 1) / 2 - offset) * height  # the first protocol on top

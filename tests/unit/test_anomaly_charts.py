@@ -81,12 +81,19 @@ def test_a_file_that_is_not_one_data_sets_results_is_refused_naming_it(tmp_path)
     not_json.write_text("detector,f1\n")
     wrong_rows.write_text(json.dumps([{"detector": "ensemble", "f1": 0.5}]))
     mixed.write_text(json.dumps(result_rows("nab", FIGURES) + result_rows("smd", FIGURES)))
+    twice, unknown = tmp_path / "twice.json", tmp_path / "unknown.json"
+    twice.write_text(json.dumps(result_rows("smd", FIGURES) + result_rows("smd", {("ensemble", "fixed"): (1, 1, 1, 1)})))
+    unknown.write_text(json.dumps(result_rows("smd", {("ensemble", "best_on_test"): (1, 1, 1, 1)})))
     with pytest.raises(ValueError, match=f"{not_json}: not JSON"):
         charts.read_results(not_json)
     with pytest.raises(ValueError, match=r"wrong.json: result rows need .*missing \['dataset', 'protocol'"):
         charts.read_results(wrong_rows)
     with pytest.raises(ValueError, match=r"mixed.json: one data set per chart; this file has \['nab', 'smd'\]"):
         charts.read_results(mixed)
+    with pytest.raises(ValueError, match="twice.json: ensemble under fixed appears more than once"):
+        charts.read_results(twice)
+    with pytest.raises(ValueError, match=r"unknown.json: unknown threshold protocols \['best_on_test'\]"):
+        charts.read_results(unknown)
 
 
 def test_chart_cli_writes_a_png_beside_the_results_and_refuses_a_bad_file(tmp_path, capsys):
