@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from perflake.anomaly import evaluate as ev
-from perflake.anomaly.detectors import DETECTORS, make_detector, metric_columns
+from perflake.anomaly.detectors import DETECTORS, make_detector
+from perflake.anomaly.features import metric_columns
 
 DEFAULT_SERIES = "requests/ws4-market-integration/quotes@app-4"
 

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from perflake.anomaly.features import (DETECTOR_FEATURES, EPSILON, MAD_TO_SIGMA, FeatureSet, compute_features,
-                                       past_median_spread, robust_sigma, seasonal_slots)
+                                       metric_columns, past_median_spread, robust_sigma, seasonal_slots)
 from perflake.anomaly.patterns import ShapeLibrary, dominant_period
 
 TAIL_QUANTILE = 0.95
@@ -250,10 +250,6 @@ def contributing_metric(contributor: str) -> str:
     """The metric a contributor names: ``m05``, its feature ``m05__robust_z_60``, an ensemble member's
     ``sequence_surprise:m05``."""
     return contributor.rsplit(":", 1)[-1].split("__", 1)[0]
-
-
-def metric_columns(frame: pd.DataFrame) -> list[str]:
-    return [column for column in frame.columns if column != "timestamp"]
 
 
 # --- univariate detectors: each metric on its own, the most unusual one speaks for the row -------

@@ -43,7 +43,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from perflake.anomaly import nab, simulated
-from perflake.anomaly.detectors import Detector, contributing_metric, make_detector, metric_columns
+from perflake.anomaly.detectors import Detector, contributing_metric, make_detector
+from perflake.anomaly.features import metric_columns
 
 FIXED_LEVEL = 4.0
 DEFAULT_REFRACTORY_ROWS = 400

@@ -175,11 +175,16 @@ def calendar_features(timestamps: pd.Series, timezone: str) -> pd.DataFrame:
     return frame
 
 
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    """The metric columns of a frame of one source: all but ``timestamp``."""
+    return [column for column in frame.columns if column != "timestamp"]
+
+
 def compute_features(frame: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFrame:
     """Feature columns for ``frame`` (``timestamp`` + one numeric column per metric, in time order)."""
     if "timestamp" not in frame.columns:
         raise ValueError("compute_features needs a 'timestamp' column")
-    metrics = [column for column in frame.columns if column != "timestamp"]
+    metrics = metric_columns(frame)
     if not metrics:
         raise ValueError("compute_features needs at least one metric column besides 'timestamp'")
     slots = seasonal_slots(frame["timestamp"], feature_set.seasonal_slot, feature_set.timezone)
