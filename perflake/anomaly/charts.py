@@ -15,6 +15,7 @@ import pandas as pd
 
 from perflake.anomaly.detectors import DETECTORS
 from perflake.anomaly.evaluate import BASELINES
+from perflake.anomaly.features import metric_columns
 
 # Issue 5's targets: event recall and alert precision on NAB (the results page holds the simulated
 # week to them too), and NAB's standard score of Numenta HTM and ARTime; the published detectors'
@@ -35,7 +36,7 @@ def detection_figure(series, levels: np.ndarray, threshold: float):
     from matplotlib.figure import Figure
 
     test = series.test
-    metric = [c for c in test.columns if c != "timestamp"][0]
+    metric = metric_columns(test)[0]
     figure = Figure(figsize=(12, 5))
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot(test["timestamp"], test[metric], linewidth=0.6, color="#345")
@@ -85,8 +86,9 @@ def results_figure(results: pd.DataFrame, title: str):
     figure = Figure(figsize=(15, 6.5))
     events, headline = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
     colours = _detector_colours(results["detector"].unique())
-    _draw_events(events, results, colours)
-    _draw_headline(headline, results, colours)
+    protocols = [p for p in PROTOCOL_MARKERS if p in set(results["protocol"])]
+    _draw_events(events, results, protocols, colours)
+    _draw_headline(headline, results, protocols, colours)
     figure.suptitle(title)
     figure.tight_layout()
     return figure
@@ -101,7 +103,7 @@ def _detector_colours(detectors) -> dict[str, object]:
     return {**{d: palette[i % len(palette)] for i, d in enumerate(models)}, **dict.fromkeys(BASELINES, BASELINE_COLOUR)}
 
 
-def _draw_events(axes, results: pd.DataFrame, colours: dict) -> None:
+def _draw_events(axes, results: pd.DataFrame, protocols: list[str], colours: dict) -> None:
     """One point per detector and protocol that alerted (with no alert there is no precision to place)."""
     precision = np.linspace(0.01, 1, 200)
     for f1 in (0.2, 0.4, 0.6, 0.8):
@@ -109,22 +111,23 @@ def _draw_events(axes, results: pd.DataFrame, colours: dict) -> None:
         shown = (recall > 0) & (recall <= 1)
         axes.plot(precision[shown], recall[shown], color="#ddd", linewidth=0.8, zorder=0)
         axes.annotate(f"F1 {f1}", (precision[shown][-1], recall[shown][-1]), fontsize=7, color="#aaa")
-    if results["dataset"].iloc[0] in EVENT_TARGET_DATASETS:
+    dataset = results["dataset"].iloc[0]
+    if dataset in EVENT_TARGET_DATASETS:
         axes.fill_between([TARGET_PRECISION, 1], TARGET_RECALL, 1, color="green", alpha=0.1, zorder=0,
                           label=f"target: recall >= {TARGET_RECALL:.0%} at precision >= {TARGET_PRECISION:.0%}")
-    if results["dataset"].iloc[0] == "nab":
+    if dataset == "nab":
         for name, (precision_at, recall_at) in PUBLISHED_NAB_EVENTS.items():
             axes.scatter(precision_at, recall_at, marker="*", s=140, color="black", zorder=3)
             axes.annotate(name, (precision_at, recall_at), xytext=(6, -4), textcoords="offset points", fontsize=8)
-    for protocol, marker in PROTOCOL_MARKERS.items():
+    for protocol in protocols:
         alerted = results[(results["protocol"] == protocol) & (results["alerts"] > 0)]
         for detector, rows in alerted.groupby("detector", sort=False):
-            axes.scatter(rows["alert_precision"], rows["event_recall"], marker=marker, s=46, color=colours[detector],
-                         edgecolor="black", linewidth=0.4, zorder=2, gid=f"{detector}/{protocol}")
+            axes.scatter(rows["alert_precision"], rows["event_recall"], marker=PROTOCOL_MARKERS[protocol], s=46,
+                         color=colours[detector], edgecolor="black", linewidth=0.4, zorder=2, gid=f"{detector}/{protocol}")
     _name_points(axes, results[(results["protocol"] == "fixed") & (results["alerts"] > 0)])
-    for protocol, marker in PROTOCOL_MARKERS.items():  # a legend of shapes, the colours are on the right
-        if (results["protocol"] == protocol).any():
-            axes.scatter([], [], marker=marker, color="white", edgecolor="black", label=f"threshold: {protocol}")
+    for protocol in protocols:  # a legend of shapes, the colours are on the right
+        axes.scatter([], [], marker=PROTOCOL_MARKERS[protocol], color="white", edgecolor="black",
+                     label=f"threshold: {protocol}")
     axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="alert precision (share of alerts that were real)",
              ylabel="event recall (share of labelled anomalies alerted)", title="events found against alerts raised")
     axes.legend(loc="lower right", fontsize=8)  # high precision at low recall: where no detector sits
@@ -141,13 +144,12 @@ def _name_points(axes, fixed: pd.DataFrame) -> None:
             written.append(at)
 
 
-def _draw_headline(axes, results: pd.DataFrame, colours: dict) -> None:
+def _draw_headline(axes, results: pd.DataFrame, protocols: list[str], colours: dict) -> None:
     """Horizontal bars, one group per detector (best first), one bar per protocol."""
     from matplotlib.patches import Patch
 
     measure, label = (("nab_standard", "NAB standard score") if "nab_standard" in results.columns
                       else ("f1", "event F1 (no point adjust)"))
-    protocols = [p for p in PROTOCOL_MARKERS if (results["protocol"] == p).any()]
     table = results.pivot_table(index="detector", columns="protocol", values=measure, sort=False)[protocols]
     table = table.loc[table.max(axis=1).sort_values().index]
     height = 0.8 / len(protocols)
