@@ -8,8 +8,9 @@
     perflake agent load FILE            the batch collector: a snapshot file's rows as business events
     perflake simulate                   the ALL-USE workload with labelled anomalies, through the agents
     perflake smoke                      platform self-test: Kafka -> Spark -> Delta
-    perflake evaluate nab-score|run|chart|train|score
-                                        anomaly detectors: NAB scoring, evaluation, charts, MLflow registry
+    perflake evaluate nab-score|run|chart|train|score|patterns
+                                        anomaly detectors: NAB scoring, evaluation, charts, MLflow registry;
+                                        recurring behaviour of a metric file
     perflake submit JOB [ARGS]          spark-submit a job with the profile's settings
     perflake config                     print the resolved configuration
 
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate",
                                    help="anomaly detectors: score NAB outputs, evaluate, chart results, train and register, "
-                                   "score a file")
+                                   "score a file; what recurs in one")
     actions = evaluate.add_subparsers(dest="action", required=True, metavar="ACTION")
     nab_score = actions.add_parser("nab-score",
                                    help="the three NAB profile scores of a folder of detector outputs (NAB's layout)")
@@ -180,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--alias", default="champion", help="alias or version number (default %(default)s)")
     score.add_argument("--top", type=_positive_int, default=10)
     score.set_defaults(handler=cmd_evaluate_score)
+    patterns = actions.add_parser("patterns", help="what recurs in a CSV's metrics: season, regimes (quiet/normal/peak) "
+                                  "in the trading calendar, recurring shapes")
+    patterns.add_argument("csv_file", type=Path, help="timestamp + metric columns, e.g. a `perflake query` export")
+    patterns.add_argument("--metric", help="only this metric (default: every metric of the file)")
+    patterns.add_argument("--window", type=_period, default="1h",
+                          help="the regimes' windows and the shapes' length, at least 8 rows (default %(default)s)")
+    patterns.add_argument("--top", type=_positive_int, default=3, help="recurring shapes per metric (default %(default)s)")
+    patterns.add_argument("--chart", type=Path, metavar="PNG", help="also draw the metric (one: --metric) as a PNG")
+    patterns.set_defaults(handler=cmd_evaluate_patterns)
 
     smoke = commands.add_parser("smoke", help="platform self-test: Kafka -> Spark -> Delta with a throw-away table")
     smoke.add_argument("--events", type=_positive_int, default=DEFAULT_SMOKE_EVENTS,
@@ -369,6 +379,14 @@ def cmd_evaluate_score(args: argparse.Namespace) -> int:
     from perflake.anomaly.commands import score_file
 
     return _evaluate_errors(lambda: print(score_file(get_config(), args.model, args.alias, args.csv_file, args.top)))
+
+
+def cmd_evaluate_patterns(args: argparse.Namespace) -> int:
+    from perflake.anomaly.commands import patterns_report
+
+    trading_timezone = get_config().pipeline.trading_timezone
+    return _evaluate_errors(
+        lambda: print(patterns_report(args.csv_file, args.metric, args.window, args.top, trading_timezone, args.chart)))
 
 
 def _evaluate_errors(action) -> int:

@@ -1,5 +1,6 @@
-"""Figures a person would rather look at than read: a series' detections against its labels, and a
-results file (``perflake evaluate run --json``) against issue 5's targets and the baselines.
+"""Figures a person would rather look at than read: a series' detections against its labels, a
+results file (``perflake evaluate run --json``) against issue 5's targets and the baselines, and
+what recurs in a metric (``patterns.recurring_behaviour``).
 
 Bare matplotlib ``Figure`` objects, outside pyplot: nothing to close, and a notebook's backend is
 left alone.
@@ -165,3 +166,69 @@ def _draw_headline(axes, results: pd.DataFrame, protocols: list[str], colours: d
     axes.set(xlabel=label, title=f"{label} per detector (bars: {', '.join(protocols)})")
     axes.legend(handles=[Patch(facecolor="white", edgecolor="black", hatch=PROTOCOL_HATCHES[p], label=p) for p in protocols],
                 loc="lower right", fontsize=8)
+
+
+REGIME_COLOURS = {"quiet": "#4c8cbf", "normal": "#8c8c8c", "busy": "#e0a030", "peak": "#d04040"}
+
+
+def patterns_figure(frame: pd.DataFrame, behaviour, timezone: str):
+    """The metric coloured by its windows' regimes, each regime's place in the week, its closest recurring shape drawn
+    twice over, and its autocorrelation with the season marked."""
+    from matplotlib.figure import Figure
+
+    from perflake.anomaly.patterns import autocorrelation, duration_text
+
+    metric, rows = behaviour.metric, behaviour.window_rows
+    local = frame["timestamp"].dt.tz_convert(timezone).dt.tz_localize(None)  # matplotlib's axis in local time
+    values = frame[metric].to_numpy(dtype=float)
+    figure = Figure(figsize=(15, 7))
+    grid = figure.add_gridspec(2, 3, height_ratios=[3, 2])
+    over_time = figure.add_subplot(grid[0, :])
+    week, shape, season = (figure.add_subplot(grid[1, column]) for column in range(3))
+    over_time.plot(local, values, linewidth=0.5, color="#bbb")
+    week.set_title("regime by hour of the week (most often)")
+    if behaviour.regimes is not None:
+        by_start = dict(zip(behaviour.regimes.labels.index, behaviour.regimes.labels))
+        window_start = frame["timestamp"].iloc[(np.arange(len(frame)) // rows) * rows].to_numpy()
+        regime = np.array([by_start.get(start) for start in window_start], dtype=object)
+        for name in behaviour.regimes.profile.index:
+            mine = regime == name
+            over_time.scatter(local[mine], values[mine], s=3, color=REGIME_COLOURS[name], label=name)
+        over_time.legend(title="regime", markerscale=4, loc="upper right")
+        _regime_week(week, local, regime, list(behaviour.regimes.profile.index), timezone)
+    span = duration_text(rows * behaviour.step)
+    over_time.set_title(f"{metric}: regimes of {span} windows" if behaviour.regimes is not None
+                        else f"{metric}: no regimes ({behaviour.why_no_regimes or behaviour.why_none})")
+    if behaviour.motifs:
+        best = behaviour.motifs[0]
+        for end in (best.end, best.twin_end):
+            ending = f"ending {local.iloc[end]:%a %Y-%m-%d %H:%M}"
+            shape.plot(np.arange(1 - rows, 1), values[end - rows + 1 : end + 1], label=ending)
+        shape.legend()
+        shape.set_title(f"closest recurring shape ({span}, correlation {best.correlation(rows):.4f})")
+    else:
+        shape.set_title("no recurring shape")
+    shape.set_xlabel(f"rows before the window's end (one every {duration_text(behaviour.step)})")
+    lags = min(len(values) // 3, 3 * behaviour.season.rows if behaviour.season else len(values) // 3)
+    season.plot(np.arange(lags + 1), autocorrelation(values)[: lags + 1] if lags else [1.0], color="#345", linewidth=0.8)
+    if behaviour.season:
+        season.axvline(behaviour.season.rows, color="red", linestyle="--", linewidth=0.8)
+    season.set_title(f"autocorrelation; season: {behaviour.season.name if behaviour.season else 'none'}")
+    season.set_xlabel("lag (rows)")
+    figure.tight_layout()
+    return figure
+
+
+def _regime_week(axes, local: pd.Series, regime: np.ndarray, names: list[str], timezone: str) -> None:
+    """Each hour of the week in the regime its rows were most often in (blank: no row in a regime there)."""
+    from matplotlib.colors import ListedColormap
+
+    ranked = pd.Series([names.index(name) if name in names else np.nan for name in regime], index=local.index).dropna()
+    when = local[ranked.index]
+    most_often = ranked.groupby([when.dt.dayofweek, when.dt.hour]).agg(lambda ranks: ranks.mode().iloc[0])
+    week = most_often.unstack().reindex(index=range(7), columns=range(24)).to_numpy(dtype=float)
+    axes.imshow(week, cmap=ListedColormap([REGIME_COLOURS[name] for name in names]), vmin=-0.5, vmax=len(names) - 0.5,
+                aspect="auto", interpolation="nearest")
+    axes.set_yticks(range(7), ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])
+    axes.set_xticks(range(0, 24, 3))
+    axes.set_xlabel(f"hour ({timezone})")

@@ -1,4 +1,5 @@
-"""What ``perflake evaluate`` does: score NAB outputs, run evaluations, chart their results, train and register, score a file."""
+"""What ``perflake evaluate`` does: score NAB outputs, run evaluations, chart their results, train and register, score a
+file, and find what recurs in one."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pandas as pd
 from perflake.anomaly import evaluate as ev
 from perflake.anomaly import nab
 from perflake.anomaly.detectors import Detector, make_detector
+from perflake.anomaly.features import metric_columns
+from perflake.anomaly.patterns import RecurringBehaviour, duration_text, recurring_behaviour
 from perflake.config import Config
 
 PLOTTED_SERIES = 6
@@ -216,6 +219,66 @@ def score_file(config: Config, model: str, alias: str, csv_file: Path, top: int)
     for row in scored.sort_values("score", ascending=False).head(top).index:
         lines.append(f"  {frame['timestamp'].iloc[row]}  {detector.explain(scored, row)}")
     return "\n".join(lines)
+
+
+def patterns_report(csv_file: Path, metric: str | None, window: str, top: int, timezone: str,
+                    chart_file: Path | None) -> str:
+    """What recurs in each metric of a CSV (timestamp + metric columns), or in ``metric``: its season, its regimes in
+    windows of ``window`` and where in the trading calendar they fall, its closest recurring shapes. With
+    ``chart_file``, the one metric drawn as a PNG."""
+    frame = read_metric_file(csv_file)
+    metrics = metric_columns(frame)
+    if metric is not None and metric not in metrics:
+        raise ValueError(f"{csv_file} has no metric {metric!r}; its metrics: {', '.join(metrics)}")
+    if chart_file and metric is None and len(metrics) > 1:
+        raise ValueError(f"a chart draws one metric and {csv_file} has {len(metrics)}: pick it with --metric")
+    chosen = [metric] if metric else metrics
+    try:
+        found = [recurring_behaviour(frame, m, pd.Timedelta(window), timezone, top) for m in chosen]
+    except ValueError as refusal:
+        raise ValueError(f"{csv_file}: {refusal}") from None
+    local = frame["timestamp"].dt.tz_convert(timezone)
+    step, rows = found[0].step, found[0].window_rows
+    lines = [f"{csv_file}: {len(frame):,} rows, one every {duration_text(step)}, {local.min():%Y-%m-%d %H:%M} to "
+             f"{local.max():%Y-%m-%d %H:%M} {timezone}; windows of {rows} rows ({duration_text(rows * step)})"]
+    for behaviour in found:
+        lines += [behaviour.metric, *("  " + line for line in _behaviour_lines(behaviour, local))]
+    if chart_file:
+        from perflake.anomaly.charts import patterns_figure
+
+        patterns_figure(frame, found[0], timezone).savefig(chart_file, dpi=90)
+        lines.append(f"wrote {chart_file}")
+    return "\n".join(lines)
+
+
+def _behaviour_lines(behaviour: RecurringBehaviour, local: pd.Series) -> list[str]:
+    """One metric's season, regimes and shapes, a line each; when each shape ends, in ``local`` time."""
+    if behaviour.why_none:
+        return [f"nothing recurs: {behaviour.why_none}"]
+    season = behaviour.season
+    lines = [f"season: {season.name} ({season.rows:,} rows), autocorrelation {season.autocorrelation:.2f}" if season
+             else "season: none (no period repeats with an autocorrelation of 0.3 or more)"]
+    span = duration_text(behaviour.window_rows * behaviour.step)
+    if behaviour.regimes is None:
+        lines.append(f"regimes: none ({behaviour.why_no_regimes})")
+    else:
+        for name, regime in behaviour.regimes.profile.iterrows():
+            phases = behaviour.regime_phases.loc[name].sort_values(ascending=False)
+            where = ", ".join(f"{phase} {share:.0%}" for phase, share in phases.head(max(1, (phases >= 0.1).sum())).items())
+            lines.append(f"regime {name}: {int(regime['n_windows']):,} windows of {span}, mean {_number(regime['mean'])} "
+                         f"(sd {_number(regime['std'])}); centred in {where}")
+    when = lambda row: f"{local.iloc[row]:%a %Y-%m-%d %H:%M}"  # noqa: E731
+    for shape in behaviour.motifs:
+        lines.append(f"recurring shape: the {span} ending {when(shape.end)} and ending {when(shape.twin_end)} "
+                     f"(correlation {shape.correlation(behaviour.window_rows):.4f})")
+    if not behaviour.motifs:
+        lines.append(f"recurring shape: none (too few windows of {span} with a shape)")
+    return lines
+
+
+def _number(value: float) -> str:
+    """``16,187`` or ``0.0342``: whole units from a hundred up, three significant digits below."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def summary_json(results: list[ev.Evaluation]) -> str:

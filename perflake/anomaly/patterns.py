@@ -2,9 +2,11 @@
 
 Known behaviour is not an anomaly: a daily cycle, the quiet/normal/peak regimes of the
 trading day, a batch job's recurring spike. ``dominant_period`` finds the season,
-``regimes`` names the levels a series moves between, ``ShapeLibrary`` remembers the windows
-seen in normal history and lately, so that a window like one of them scores low and a new one
-high (``detectors.MotifNoveltyDetector``).
+``regimes`` names the levels a series moves between, ``motifs`` finds its recurring shapes and
+``recurring_behaviour`` puts the three together for one metric, placed in the trading calendar
+(``perflake evaluate patterns``). ``ShapeLibrary`` remembers the windows seen in normal history
+and lately, so that a window like one of them scores low and a new one high
+(``detectors.MotifNoveltyDetector``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from perflake.anomaly.features import EPSILON, robust_sigma
+from perflake.anomaly.features import EPSILON, robust_sigma, seasonal_slots
 
 MIN_AUTOCORRELATION = 0.3
 FILLED_GAP_ROWS = 3
 NOVELTY_BLOCK_ROWS = 64  # windows scored together: their distance matrices stay small enough for the cache
 REGIME_NAMES = {2: ("quiet", "busy"), 3: ("quiet", "normal", "peak"), 4: ("quiet", "normal", "busy", "peak")}
+NAMED_SEASONS = {"weekly": pd.Timedelta(days=7), "daily": pd.Timedelta(days=1), "hourly": pd.Timedelta(hours=1)}
+SEASON_TOLERANCE = 0.02  # a period this close to a week, a day or an hour is that season (a clock's drift, a missed sample)
+MIN_WINDOW_ROWS = 8  # a shorter window is too short a shape to tell a recurring one from chance
+MOTIF_WINDOWS = 5000  # windows compared for motifs at most (a long series' are taken at a stride): seconds, not minutes
 
 
 def autocorrelation(values: np.ndarray) -> np.ndarray:
@@ -72,6 +78,9 @@ def regimes(frame: pd.DataFrame, metric: str, window: int, n_regimes: int = 3, s
     stats = stats[stats["mean"].notna()].fillna(0.0)  # a window of one value has no spread
     if len(stats) < n_regimes:
         raise ValueError(f"{len(stats)} windows of {window} rows with a measured value: too few for {n_regimes} regimes")
+    if len(stats.drop_duplicates()) < n_regimes:  # k-means would name one level twice
+        raise ValueError(f"its windows of {window} rows take {len(stats.drop_duplicates())} distinct levels and spreads: "
+                         f"too few for {n_regimes} regimes")
     scaled = (stats - stats.mean()) / (values.std() + EPSILON)  # level and spread in the series' own unit
     clusters = KMeans(n_clusters=n_regimes, n_init=10, random_state=seed).fit_predict(scaled)
     order = stats.groupby(clusters)["mean"].mean().sort_values().index
@@ -100,12 +109,17 @@ def windows(values: np.ndarray, length: int, stride: int = 1) -> tuple[np.ndarra
 
 
 def subsequences(values: np.ndarray, length: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Z-normalized ``windows`` (the shape, not the level or the size), and the index of each window's last row."""
+    """Z-normalized ``windows`` (the shape, not the level or the size), and the index of each window's last row.
+
+    A flat window (one value throughout: a stalled feed, a count at zero) has no shape and is left out.
+    """
     measured, ends = windows(values, length, stride)
-    if not len(measured):
-        return measured, ends
-    centred = measured - measured.mean(axis=1, keepdims=True)
-    return centred / (measured.std(axis=1, keepdims=True) + 1e-6 * (np.abs(measured).mean() + 1)), ends
+    spread = measured.std(axis=1, keepdims=True)
+    shaped = spread[:, 0] > 0
+    if not shaped.any():
+        return measured[:0], ends[:0]
+    centred = measured[shaped] - measured[shaped].mean(axis=1, keepdims=True)
+    return centred / (spread[shaped] + 1e-6 * (np.abs(measured[shaped]).mean() + 1)), ends[shaped]
 
 
 def _short_gaps_filled(x: np.ndarray) -> np.ndarray:
@@ -123,7 +137,11 @@ class Motif:
 
     end: int
     twin_end: int
-    distance: float
+    distance: float  # between the z-normalized windows
+
+    def correlation(self, length: int) -> float:
+        """The two windows' correlation: z-normalized windows of ``length`` rows are ``2 * length * (1 - r)`` apart, squared."""
+        return 1 - self.distance**2 / (2 * length)
 
 
 def motifs(values: np.ndarray, length: int, top: int = 3, stride: int = 1) -> list[Motif]:
@@ -149,6 +167,92 @@ def motifs(values: np.ndarray, length: int, top: int = 3, stride: int = 1) -> li
         if len(chosen) == top:
             break
     return chosen
+
+
+@dataclass(frozen=True)
+class Season:
+    """The dominant period, in rows and in time, and the autocorrelation at that lag (how closely it repeats)."""
+
+    rows: int
+    length: pd.Timedelta
+    autocorrelation: float
+
+    @property
+    def name(self) -> str:
+        """``weekly``, ``daily`` or ``hourly`` when the period is one of those, else ``every`` and the period."""
+        for name, length in NAMED_SEASONS.items():
+            if abs(self.length - length) <= SEASON_TOLERANCE * length:
+                return name
+        return f"every {duration_text(self.length)}"
+
+
+@dataclass(frozen=True)
+class RecurringBehaviour:
+    """What recurs in one metric: its season, its regimes placed in the trading calendar, its closest recurring shapes.
+
+    ``why_none`` says why a metric has none of them (never measured, or one value throughout), and
+    ``why_no_regimes`` why it has a season or shapes but no regimes (too few windows or levels).
+    """
+
+    metric: str
+    step: pd.Timedelta  # the usual time from one row to the next
+    window_rows: int  # the regimes' windows and the shapes' length
+    season: Season | None = None
+    regimes: Regimes | None = None
+    regime_phases: pd.DataFrame | None = None  # per regime: the share of its windows centred in each calendar phase
+    motifs: tuple[Motif, ...] = ()
+    why_no_regimes: str | None = None
+    why_none: str | None = None
+
+
+def recurring_behaviour(frame: pd.DataFrame, metric: str, window: pd.Timedelta, timezone: str,
+                        top: int = 3) -> RecurringBehaviour:
+    """Find and name what recurs in ``frame[metric]``: its season, its regimes in windows of ``window`` (at least
+    ``MIN_WINDOW_ROWS`` rows) with the calendar phases each falls in (``timezone``'s trading calendar), and its
+    ``top`` closest pairs of windows alike in shape. A window is placed in the calendar by its middle row."""
+    step = usual_step(frame["timestamp"])
+    rows = max(MIN_WINDOW_ROWS, round(window / step))
+    values = frame[metric].to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return RecurringBehaviour(metric, step, rows, why_none="never measured")
+    if finite.min() == finite.max():
+        return RecurringBehaviour(metric, step, rows, why_none=f"one value throughout ({finite[0]:g})")
+    period = dominant_period(values)
+    season = None if period is None else Season(period, period * step, float(autocorrelation(values)[period]))
+    stride = max(1, (len(values) - rows + 1) // MOTIF_WINDOWS)
+    shapes = tuple(motifs(values, rows, top, stride))
+    try:
+        found = regimes(frame, metric, rows)
+    except ValueError as refusal:
+        return RecurringBehaviour(metric, step, rows, season, motifs=shapes, why_no_regimes=str(refusal))
+    middles = pd.Series(found.labels.index + rows // 2 * step)  # a window from 9:00 is the open's, not the pre-market's
+    phases = seasonal_slots(middles, "calendar_phase", timezone).to_numpy()
+    shares = pd.crosstab(found.labels.to_numpy(), phases, normalize="index").reindex(found.profile.index)
+    return RecurringBehaviour(metric, step, rows, season, found, shares, shapes)
+
+
+def usual_step(timestamps: pd.Series) -> pd.Timedelta:
+    """The median time from one row to the next, refused when the timestamps never move forward."""
+    steps = timestamps.diff()
+    steps = steps[steps > pd.Timedelta(0)]
+    if steps.empty:
+        raise ValueError(f"{len(timestamps)} rows whose timestamps never move forward: no time between rows to "
+                         "find a season or windows in")
+    return steps.median()
+
+
+def duration_text(span: pd.Timedelta) -> str:
+    """``2 h 30 min``, ``7 days``, ``0.5 s``: a duration as a person writes it (to the second from a minute up)."""
+    seconds = round(span.total_seconds())
+    if span < pd.Timedelta(minutes=1):
+        return f"{span.total_seconds():g} s"
+    parts = []
+    for unit, name in ((86400, "day"), (3600, "h"), (60, "min"), (1, "s")):
+        count, seconds = divmod(seconds, unit)
+        if count:
+            parts.append(f"{count} {name}{'s' if name == 'day' and count > 1 else ''}")
+    return " ".join(parts)
 
 
 class ShapeLibrary:

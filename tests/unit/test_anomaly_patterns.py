@@ -1,0 +1,151 @@
+"""Recurring behaviour of a metric: its season, its regimes in the trading calendar, its recurring shapes."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perflake.anomaly.patterns import Season, duration_text, motifs, recurring_behaviour, usual_step
+from perflake.cli import main
+from perflake.simulator.calendar import load
+from tests import synthetic as syn
+
+TIMEZONE = "America/New_York"
+TRADING = ["open", "regular", "close"]
+
+
+def _trading_load(weeks: int = 2, seed: int = 0) -> pd.DataFrame:
+    """Requests per 5 minutes as the ALL-USE calendar shapes them: bursts at the open and close, quiet nights and weekends."""
+    timestamps = pd.date_range("2026-01-05", periods=weeks * 7 * 288, freq="5min", tz="UTC")
+    rng = np.random.default_rng(seed)
+    levels = np.array([1000 * load(t.timestamp(), TIMEZONE) for t in timestamps])
+    return pd.DataFrame({"timestamp": timestamps, "requests": levels * rng.lognormal(0, 0.05, len(levels))})
+
+
+def test_a_trading_load_has_a_daily_season_and_its_regimes_fall_where_the_calendar_puts_them():
+    found = recurring_behaviour(_trading_load(), "requests", pd.Timedelta("1h"), TIMEZONE)
+
+    assert (found.window_rows, found.step) == (12, pd.Timedelta("5min"))
+    assert found.season.name == "daily" and found.season.rows == 288
+    phases = found.regime_phases.reindex(columns=TRADING, fill_value=0.0).sum(axis=1)
+    assert phases["quiet"] < 0.05  # nights, weekends, the pre- and after-market
+    assert phases["peak"] > 0.95 and found.regime_phases.loc["peak", ["open", "close"]].sum() > 0.9  # the two bursts
+    assert found.regimes.profile["mean"].is_monotonic_increasing
+
+
+def test_a_window_shorter_than_eight_rows_is_widened_to_eight():
+    found = recurring_behaviour(syn.clean(), "value", pd.Timedelta("1h"), TIMEZONE)  # 30-minute rows: 2 would be no shape
+    assert found.window_rows == 8 and found.season.name == "daily"
+
+
+def test_the_recurring_shapes_correlation_is_that_of_its_two_windows():
+    found = recurring_behaviour(syn.clean(), "value", pd.Timedelta("4h"), TIMEZONE)
+    values = syn.clean()["value"].to_numpy()
+    for shape in found.motifs:
+        first, second = (values[end - 7 : end + 1] for end in (shape.end, shape.twin_end))
+        assert shape.correlation(8) == pytest.approx(np.corrcoef(first, second)[0, 1], abs=1e-6)
+
+
+def test_a_flat_stretch_is_not_a_recurring_shape():
+    rng = np.random.default_rng(2)
+    values = rng.normal(0, 1, 1000)
+    values[200:240] += 10 * np.sin(np.linspace(0, 3 * np.pi, 40))
+    values[700:740] += 10 * np.sin(np.linspace(0, 3 * np.pi, 40))
+    values[400:460] = values[850:910] = 0.0  # a feed stalled at zero, twice: alike, but no shape
+    best = motifs(values, 40, top=1)[0]
+    first, second = sorted([best.end, best.twin_end])
+    assert second - first == 500 and 230 <= first <= 245
+
+
+@pytest.mark.parametrize("values, why", [(np.full(500, np.nan), "never measured"),
+                                         (np.full(500, 3.0), "one value throughout (3)")])
+def test_a_metric_with_nothing_to_recur_says_why(values, why):
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=500, freq="min", tz="UTC"), "errors": values})
+    found = recurring_behaviour(frame, "errors", pd.Timedelta("1h"), TIMEZONE)
+    assert found.why_none == why and found.season is None and found.regimes is None and found.motifs == ()
+
+
+def test_a_metric_of_two_levels_has_no_three_regimes_and_says_so():
+    up = np.tile(np.repeat([0.0, 1.0], 120), 10)  # a health check, down two hours in four
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=len(up), freq="min", tz="UTC"), "down": up})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # k-means is not asked for three clusters of two points
+        found = recurring_behaviour(frame, "down", pd.Timedelta("1h"), TIMEZONE)
+    assert found.regimes is None and "2 distinct levels and spreads: too few for 3 regimes" in found.why_no_regimes
+    assert found.season.rows == 240
+
+
+@pytest.mark.parametrize("length, name", [("7D", "weekly"), ("1D 00:20:00", "daily"), ("59min", "hourly"),
+                                          ("3h20min", "every 3 h 20 min"), ("1D 06:00:00", "every 1 day 6 h")])
+def test_a_season_is_named_by_its_length(length, name):
+    assert Season(100, pd.Timedelta(length), 0.8).name == name
+
+
+def test_durations_read_as_a_person_writes_them():
+    written = [duration_text(pd.Timedelta(span)) for span in ("30min", "2D", "90s", "500ms", "2500ms")]
+    assert written == ["30 min", "2 days", "1 min 30 s", "0.5 s", "2.5 s"]
+
+
+def test_timestamps_that_never_move_forward_are_refused():
+    with pytest.raises(ValueError, match="3 rows whose timestamps never move forward"):
+        usual_step(pd.Series(pd.to_datetime(["2026-01-05"] * 3, utc=True)))
+
+
+def _metric_file(tmp_path, frame: pd.DataFrame):
+    path = tmp_path / "metrics.csv"
+    frame.assign(timestamp=frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(path, index=False)
+    return path
+
+
+def test_the_patterns_command_reports_each_metric_and_draws_one(tmp_path, capsys):
+    load_frame = _trading_load(weeks=1)
+    path = _metric_file(tmp_path, load_frame.assign(errors=0.0))
+
+    assert main(["evaluate", "patterns", str(path)]) == 0
+    report = capsys.readouterr().out
+    assert "2,016 rows, one every 5 min" in report and "windows of 12 rows (1 h)" in report
+    assert "season: daily (288 rows)" in report and "regime peak:" in report and "recurring shape: the 1 h ending" in report
+    assert "errors\n  nothing recurs: one value throughout (0)" in report
+
+    chart = tmp_path / "requests.png"
+    assert main(["evaluate", "patterns", str(path), "--metric", "requests", "--chart", str(chart)]) == 0
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "errors" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, error", [
+    (["--metric", "latency"], r"has no metric 'latency'; its metrics: requests, errors"),
+    (["--chart", "CHART"], r"a chart draws one metric and .*metrics.csv has 2: pick it with --metric"),
+])
+def test_the_patterns_command_refuses_what_it_cannot_do_naming_it(tmp_path, capsys, extra, error):
+    path = _metric_file(tmp_path, _trading_load(weeks=1).assign(errors=0.0))
+    chart = tmp_path / "chart.png"
+    assert main(["evaluate", "patterns", str(path), *[str(chart) if arg == "CHART" else arg for arg in extra]]) == 2
+    assert re.match(r"perflake: error: .*" + error, capsys.readouterr().err)
+    assert not chart.exists()
+
+
+def test_the_patterns_chart_colours_each_row_by_its_windows_regime_places_the_regimes_in_the_week_and_marks_the_season():
+    from perflake.anomaly.charts import patterns_figure
+
+    frame = _trading_load(weeks=3)
+    one_busy_noon = frame["timestamp"].between("2026-01-19 17:00Z", "2026-01-19 17:55Z")  # the third Monday, 12:00 ET
+    frame.loc[one_busy_noon, "requests"] = 2500.0
+    found = recurring_behaviour(frame, "requests", pd.Timedelta("1h"), TIMEZONE)
+    over_time, week, shape, season = patterns_figure(frame, found, TIMEZONE).axes
+
+    legend = [text.get_text() for text in over_time.get_legend().get_texts()]
+    drawn = {regime: len(points.get_offsets()) for regime, points in zip(legend, over_time.collections)}
+    assert drawn == (found.regimes.profile["n_windows"] * found.window_rows).astype(int).to_dict()
+    in_the_week = week.images[0].get_array()  # rows Monday to Sunday, columns hours; the regimes ranked from quiet up
+    # the open and close peak, midday is normal (peak on one Monday in three)
+    assert (in_the_week[0, 9], in_the_week[0, 15], in_the_week[0, 12]) == (2, 2, 1)
+    assert (in_the_week[0, 3], in_the_week[5, 12]) == (0, 0)  # the night and Saturday are quiet
+    best = found.motifs[0]
+    values = frame["requests"].to_numpy()
+    windows = [list(values[end - 11 : end + 1]) for end in (best.end, best.twin_end)]
+    assert [list(line.get_ydata()) for line in shape.lines] == windows
+    assert [line.get_xdata()[0] for line in season.lines[1:]] == [found.season.rows]
