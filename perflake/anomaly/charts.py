@@ -188,9 +188,7 @@ def patterns_figure(frame: pd.DataFrame, behaviour, timezone: str):
     over_time.plot(local, values, linewidth=0.5, color="#bbb")
     week.set_title("regime by hour of the week (most often)")
     if behaviour.regimes is not None:
-        by_start = dict(zip(behaviour.regimes.labels.index, behaviour.regimes.labels))
-        window_start = frame["timestamp"].iloc[(np.arange(len(frame)) // rows) * rows].to_numpy()
-        regime = np.array([by_start.get(start) for start in window_start], dtype=object)
+        regime = behaviour.regime_of_each_row(frame["timestamp"])
         for name in behaviour.regimes.profile.index:
             mine = regime == name
             over_time.scatter(local[mine], values[mine], s=3, color=REGIME_COLOURS[name], label=name)

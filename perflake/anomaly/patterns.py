@@ -203,6 +203,17 @@ class RecurringBehaviour:
     motifs: tuple[Motif, ...] = ()
     why_no_regimes: str | None = None
     why_none: str | None = None
+    first_window_row: int = 0  # the regimes' windows start on the clock: the rows before are in none
+
+    def regime_of_each_row(self, timestamps: pd.Series) -> np.ndarray:
+        """The regime of each row's window (none before the first window and in a window without a measured value)."""
+        regime = np.full(len(timestamps), None, dtype=object)
+        if self.regimes is None:
+            return regime
+        windowed = np.arange(self.first_window_row, len(timestamps))
+        starts = timestamps.iloc[windowed - (windowed - self.first_window_row) % self.window_rows]
+        regime[windowed] = starts.map(dict(zip(self.regimes.labels.index, self.regimes.labels))).to_numpy()
+        return regime
 
 
 def recurring_behaviour(frame: pd.DataFrame, metric: str, window: pd.Timedelta, timezone: str,
@@ -222,14 +233,23 @@ def recurring_behaviour(frame: pd.DataFrame, metric: str, window: pd.Timedelta, 
     season = None if period is None else Season(period, period * step, float(autocorrelation(values)[period]))
     stride = max(1, (len(values) - rows + 1) // MOTIF_WINDOWS)
     shapes = tuple(motifs(values, rows, top, stride))
+    first = _first_on_the_clock(frame["timestamp"], rows, step, timezone)
     try:
-        found = regimes(frame, metric, rows)
+        found = regimes(frame.iloc[first:], metric, rows)
     except ValueError as refusal:
         return RecurringBehaviour(metric, step, rows, season, motifs=shapes, why_no_regimes=str(refusal))
     middles = pd.Series(found.labels.index + rows // 2 * step)  # a window from 9:00 is the open's, not the pre-market's
     phases = seasonal_slots(middles, "calendar_phase", timezone).to_numpy()
     shares = pd.crosstab(found.labels.to_numpy(), phases, normalize="index").reindex(found.profile.index)
-    return RecurringBehaviour(metric, step, rows, season, found, shares, shapes)
+    return RecurringBehaviour(metric, step, rows, season, found, shares, shapes, first_window_row=first)
+
+
+def _first_on_the_clock(timestamps: pd.Series, rows: int, step: pd.Timedelta, timezone: str) -> int:
+    """The first of the first ``rows`` rows whose local time is a whole window (an hour's window starts at 9:00, not
+    9:37; a span that divides the day starts at its midnight); the first row when none is (timestamps off the clock)."""
+    local = timestamps.iloc[:rows].dt.tz_convert(timezone).dt.tz_localize(None)
+    on_the_clock = np.flatnonzero((local == local.dt.floor(rows * step)).to_numpy())
+    return int(on_the_clock[0]) if len(on_the_clock) else 0
 
 
 def usual_step(timestamps: pd.Series) -> pd.Timedelta:

@@ -37,6 +37,18 @@ def test_a_trading_load_has_a_daily_season_and_its_regimes_fall_where_the_calend
     assert found.regimes.profile["mean"].is_monotonic_increasing
 
 
+def test_the_regimes_windows_start_on_the_clock_whenever_the_series_starts():
+    frame = _trading_load()
+    frame = frame[frame["timestamp"] >= "2026-01-05 14:35Z"].reset_index(drop=True)  # Monday 9:35 in New York
+    found = recurring_behaviour(frame, "requests", pd.Timedelta("1h"), TIMEZONE)
+
+    starts = pd.DatetimeIndex(found.regimes.labels.index).tz_convert(TIMEZONE)
+    assert starts[0] == pd.Timestamp("2026-01-05 10:00", tz=TIMEZONE) and (starts.minute == 0).all()
+    regime = found.regime_of_each_row(frame["timestamp"])
+    assert list(regime[:5]) == [None] * 5  # 9:35 to 9:55: before the first whole hour, in no window
+    assert list(regime[5:17]) == [found.regimes.labels.iloc[0]] * 12 and regime[17] == found.regimes.labels.iloc[1]
+
+
 def test_a_window_shorter_than_eight_rows_is_widened_to_eight():
     found = recurring_behaviour(syn.clean(), "value", pd.Timedelta("1h"), TIMEZONE)  # 30-minute rows: 2 would be no shape
     assert found.window_rows == 8 and found.season.name == "daily"
