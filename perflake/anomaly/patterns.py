@@ -257,8 +257,9 @@ def usual_step(timestamps: pd.Series) -> pd.Timedelta:
     steps = timestamps.diff()
     steps = steps[steps > pd.Timedelta(0)]
     if steps.empty:
-        raise ValueError(f"{len(timestamps)} rows whose timestamps never move forward: no time between rows to "
-                         "find a season or windows in")
+        rows = f"{len(timestamps):,} row{'' if len(timestamps) == 1 else 's'}"
+        raise ValueError(f"its timestamps never move forward ({rows}): no time between rows to find a season or "
+                         "windows in")
     return steps.median()
 
 

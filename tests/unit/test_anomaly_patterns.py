@@ -102,9 +102,10 @@ def test_durations_read_as_a_person_writes_them():
     assert written == ["30 min", "2 days", "1 min 30 s", "0.5 s", "2.5 s"]
 
 
-def test_timestamps_that_never_move_forward_are_refused():
-    with pytest.raises(ValueError, match="3 rows whose timestamps never move forward"):
-        usual_step(pd.Series(pd.to_datetime(["2026-01-05"] * 3, utc=True)))
+@pytest.mark.parametrize("rows, said", [(3, "3 rows"), (1, "1 row")])
+def test_timestamps_that_never_move_forward_are_refused(rows, said):
+    with pytest.raises(ValueError, match=rf"its timestamps never move forward \({said}\)"):
+        usual_step(pd.Series(pd.to_datetime(["2026-01-05"] * rows, utc=True)))
 
 
 def _metric_file(tmp_path, frame: pd.DataFrame):
