@@ -17,6 +17,7 @@ import pandas as pd
 from perflake.anomaly.detectors import DETECTORS
 from perflake.anomaly.evaluate import BASELINES
 from perflake.anomaly.features import metric_columns
+from perflake.anomaly.patterns import RecurringBehaviour, autocorrelation, duration_text
 
 # Issue 5's targets: event recall and alert precision on NAB (the results page holds the simulated
 # week to them too), and NAB's standard score of Numenta HTM and ARTime; the published detectors'
@@ -171,12 +172,10 @@ def _draw_headline(axes, results: pd.DataFrame, protocols: list[str], colours: d
 REGIME_COLOURS = {"quiet": "#4c8cbf", "normal": "#8c8c8c", "busy": "#e0a030", "peak": "#d04040"}
 
 
-def patterns_figure(frame: pd.DataFrame, behaviour, timezone: str):
+def patterns_figure(frame: pd.DataFrame, behaviour: RecurringBehaviour, timezone: str):
     """The metric coloured by its windows' regimes, each regime's place in the week, its closest recurring shape drawn
     twice over, and its autocorrelation with the season marked."""
     from matplotlib.figure import Figure
-
-    from perflake.anomaly.patterns import autocorrelation, duration_text
 
     metric, rows = behaviour.metric, behaviour.window_rows
     local = frame["timestamp"].dt.tz_convert(timezone).dt.tz_localize(None)  # matplotlib's axis in local time
