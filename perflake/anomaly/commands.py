@@ -269,8 +269,11 @@ def _behaviour_lines(behaviour: RecurringBehaviour, local: pd.Series) -> list[st
                          f"(sd {_number(regime['std'])}); centred in {where}")
     when = lambda row: f"{local.iloc[row]:%a %Y-%m-%d %H:%M}"  # noqa: E731
     for shape in behaviour.motifs:
+        hours = local.iloc[list(shape.occurrences)].dt.hour
+        usual_hour = hours.mode().iloc[0]
         lines.append(f"recurring shape: the {span} ending {when(shape.end)} and ending {when(shape.twin_end)} "
-                     f"(correlation {shape.correlation(behaviour.window_rows):.4f})")
+                     f"(correlation {shape.correlation(behaviour.window_rows):.4f}); {len(hours):,} windows like it, "
+                     f"{(hours == usual_hour).sum():,} of them ending between {usual_hour:02d}:00 and {usual_hour:02d}:59")
     if not behaviour.motifs:
         lines.append(f"recurring shape: none (too few windows of {span} with a shape)")
     return lines

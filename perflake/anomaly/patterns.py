@@ -11,6 +11,7 @@ and lately, so that a window like one of them scores low and a new one high
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ NAMED_SEASONS = {"weekly": pd.Timedelta(days=7), "daily": pd.Timedelta(days=1), 
 SEASON_TOLERANCE = 0.02  # a period this close to a week, a day or an hour is that season (a clock's drift, a missed sample)
 MIN_WINDOW_ROWS = 8  # a shorter window is too short a shape to tell a recurring one from chance
 MOTIF_WINDOWS = 5000  # windows compared for motifs at most (a long series' are taken at a stride): seconds, not minutes
+ALIKE_CORRELATION = 0.9  # windows this correlated with a motif's are occurrences of it
 
 
 def autocorrelation(values: np.ndarray) -> np.ndarray:
@@ -133,11 +135,13 @@ def _short_gaps_filled(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Motif:
-    """A recurring shape: two windows (by their last row) that look alike, and how far apart they are."""
+    """A recurring shape: two windows (by their last row) that look alike, and how far apart they are; and every
+    window alike the first as closely as the twin is, or with a correlation of ``ALIKE_CORRELATION``, if looser."""
 
     end: int
     twin_end: int
     distance: float  # between the z-normalized windows
+    occurrences: tuple[int, ...] = ()  # the last rows of those windows (none overlapping), nearest first
 
     def correlation(self, length: int) -> float:
         """The two windows' correlation: z-normalized windows of ``length`` rows are ``2 * length * (1 - r)`` apart, squared."""
@@ -166,7 +170,22 @@ def motifs(values: np.ndarray, length: int, top: int = 3, stride: int = 1) -> li
             chosen.append(motif)
         if len(chosen) == top:
             break
-    return chosen
+    return [dataclasses.replace(motif, occurrences=_occurrences(shapes, ends, motif, len(values))) for motif in chosen]
+
+
+def _occurrences(shapes: np.ndarray, ends: np.ndarray, motif: Motif, rows: int) -> tuple[int, ...]:
+    """The last rows of the windows alike ``motif``'s first (as its twin is, or at ``ALIKE_CORRELATION``), nearest
+    first, each overlapping none before it."""
+    length = shapes.shape[1]
+    squared = ((shapes - shapes[np.searchsorted(ends, motif.end)]) ** 2).sum(axis=1)
+    alike = np.flatnonzero(squared <= max(2 * length * (1 - ALIKE_CORRELATION), motif.distance**2 * (1 + 1e-9)))
+    taken, covered = [], np.zeros(rows + length, dtype=bool)
+    for candidate in alike[np.argsort(squared[alike], kind="stable")]:
+        end = int(ends[candidate])
+        if not covered[end]:
+            taken.append(end)
+            covered[max(0, end - length + 1) : end + length] = True  # a window ending there would overlap this one
+    return tuple(taken)
 
 
 @dataclass(frozen=True)

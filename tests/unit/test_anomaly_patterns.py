@@ -62,6 +62,19 @@ def test_the_recurring_shapes_correlation_is_that_of_its_two_windows():
         assert shape.correlation(8) == pytest.approx(np.corrcoef(first, second)[0, 1], abs=1e-6)
 
 
+def test_a_shape_that_recurs_every_day_is_counted_and_placed_in_the_day(tmp_path, capsys):
+    timestamps = pd.date_range("2026-01-05", periods=10 * 1440, freq="min", tz="UTC")
+    values = np.random.default_rng(3).normal(100, 1, len(timestamps))
+    local = timestamps.tz_convert(TIMEZONE)
+    rerun = np.flatnonzero(local == pd.Timestamp("2026-01-08 03:00", tz=TIMEZONE))  # run once more by hand, at night
+    for start in [*np.flatnonzero((local.hour == 17) & (local.minute == 0)), *rerun]:  # a batch job at 17:00 in New York
+        values[start : start + 15] += 40 * np.sin(np.linspace(0, np.pi, 15))
+    path = _metric_file(tmp_path, pd.DataFrame({"timestamp": timestamps, "cpu": values}))
+
+    assert main(["evaluate", "patterns", str(path), "--window", "15min", "--top", "1"]) == 0
+    assert "11 windows like it, 10 of them ending between 17:00 and 17:59" in capsys.readouterr().out
+
+
 def test_a_flat_stretch_is_not_a_recurring_shape():
     rng = np.random.default_rng(2)
     values = rng.normal(0, 1, 1000)
