@@ -13,7 +13,7 @@ from perflake.anomaly import evaluate as ev
 from perflake.anomaly import nab
 from perflake.anomaly.detectors import Detector, make_detector
 from perflake.anomaly.features import metric_columns
-from perflake.anomaly.patterns import RecurringBehaviour, duration_text, recurring_behaviour
+from perflake.anomaly.patterns import RecurringBehaviour, duration_text, on_regular_grid, recurring_behaviour
 from perflake.config import Config
 
 PLOTTED_SERIES = 6
@@ -226,20 +226,22 @@ def patterns_report(csv_file: Path, metric: str | None, window: str, top: int, t
     """What recurs in each metric of a CSV (timestamp + metric columns), or in ``metric``: its season, its regimes in
     windows of ``window`` and where in the trading calendar they fall, its closest recurring shapes. With
     ``chart_file``, the one metric drawn as a PNG."""
-    frame = read_metric_file(csv_file)
-    metrics = metric_columns(frame)
+    read = read_metric_file(csv_file)
+    metrics = metric_columns(read)
     if metric is not None and metric not in metrics:
         raise ValueError(f"{csv_file} has no metric {metric!r}; its metrics: {', '.join(metrics)}")
     if chart_file and metric is None and len(metrics) > 1:
         raise ValueError(f"a chart draws one metric and {csv_file} has {len(metrics)}: pick it with --metric")
     chosen = [metric] if metric else metrics
     try:
+        frame = on_regular_grid(read)
         found = [recurring_behaviour(frame, m, pd.Timedelta(window), timezone, top) for m in chosen]
     except ValueError as refusal:
         raise ValueError(f"{csv_file}: {refusal}") from None
     local = frame["timestamp"].dt.tz_convert(timezone)
     step, rows = found[0].step, found[0].window_rows
-    lines = [f"{csv_file}: {len(frame):,} rows, one every {duration_text(step)}, {local.min():%Y-%m-%d %H:%M} to "
+    grid = f" on a grid of {len(frame):,}" if len(frame) != len(read) else ""
+    lines = [f"{csv_file}: {len(read):,} rows{grid}, one every {duration_text(step)}, {local.min():%Y-%m-%d %H:%M} to "
              f"{local.max():%Y-%m-%d %H:%M} {timezone}; windows of {rows} rows ({duration_text(rows * step)})"]
     for behaviour in found:
         lines += [behaviour.metric, *("  " + line for line in _behaviour_lines(behaviour, local))]

@@ -28,6 +28,7 @@ SEASON_TOLERANCE = 0.02  # a period this close to a week, a day or an hour is th
 MIN_WINDOW_ROWS = 8  # a shorter window is too short a shape to tell a recurring one from chance
 MOTIF_WINDOWS = 5000  # windows compared for motifs at most (a long series' are taken at a stride): seconds, not minutes
 ALIKE_CORRELATION = 0.9  # windows this correlated with a motif's are occurrences of it
+MAX_GRID_GROWTH = 20  # a regular grid this many times the rows is refused: the step found is not the series' own
 
 
 def autocorrelation(values: np.ndarray) -> np.ndarray:
@@ -239,8 +240,18 @@ def recurring_behaviour(frame: pd.DataFrame, metric: str, window: pd.Timedelta, 
                         top: int = 3) -> RecurringBehaviour:
     """Find and name what recurs in ``frame[metric]``: its season, its regimes in windows of ``window`` (at least
     ``MIN_WINDOW_ROWS`` rows) with the calendar phases each falls in (``timezone``'s trading calendar), and its
-    ``top`` closest pairs of windows alike in shape. A window is placed in the calendar by its middle row."""
+    ``top`` closest pairs of windows alike in shape. A window is placed in the calendar by its middle row.
+
+    The rows must be at a regular step (``on_regular_grid``), so that rows count time: a season in rows is a
+    season in time, and a window of rows is a window of the clock.
+    """
     step = usual_step(frame["timestamp"])
+    off_grid = frame["timestamp"].diff().iloc[1:] != step
+    if off_grid.any():
+        row = off_grid.index[off_grid.to_numpy().argmax()]
+        raise ValueError(f"its rows are not one every {duration_text(step)}: row {row} is "
+                         f"{duration_text(frame['timestamp'].diff()[row])} after the one before (on_regular_grid puts "
+                         "them on a grid)")
     rows = max(MIN_WINDOW_ROWS, round(window / step))
     values = frame[metric].to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
@@ -269,6 +280,22 @@ def _first_on_the_clock(timestamps: pd.Series, rows: int, step: pd.Timedelta, ti
     local = timestamps.iloc[:rows].dt.tz_convert(timezone).dt.tz_localize(None)
     on_the_clock = np.flatnonzero((local == local.dt.floor(rows * step)).to_numpy())
     return int(on_the_clock[0]) if len(on_the_clock) else 0
+
+
+def on_regular_grid(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s rows on a grid of its usual step from its first row: a missing row (a minute without traffic in a
+    gold export, an agent that was down) becomes a row of missing values, a row off the grid moves to the grid
+    point before it (the first of two on one point is kept), and a row without a time is left out (it has no place on
+    the grid)."""
+    timestamps = frame["timestamp"]
+    step, first = usual_step(timestamps), timestamps.min()
+    grid = pd.date_range(first, timestamps.max(), freq=step)
+    if len(grid) > MAX_GRID_GROWTH * len(frame):
+        raise ValueError(f"a grid of one row every {duration_text(step)} (the usual step) from {first} to "
+                         f"{timestamps.max()} would be {len(grid):,} rows for {len(frame):,}: the rows are too sparse for "
+                         f"their step; export them at a coarser one")
+    placed = frame.assign(timestamp=first + (timestamps - first) // step * step).drop_duplicates("timestamp")
+    return placed.set_index("timestamp").reindex(grid).rename_axis("timestamp").reset_index()
 
 
 def usual_step(timestamps: pd.Series) -> pd.Timedelta:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perflake.anomaly.patterns import Season, duration_text, motifs, recurring_behaviour, usual_step
+from perflake.anomaly.patterns import Season, duration_text, motifs, on_regular_grid, recurring_behaviour, usual_step
 from perflake.cli import main
 from perflake.simulator.calendar import load
 from tests import synthetic as syn
@@ -47,6 +47,34 @@ def test_the_regimes_windows_start_on_the_clock_whenever_the_series_starts():
     regime = found.regime_of_each_row(frame["timestamp"])
     assert list(regime[:5]) == [None] * 5  # 9:35 to 9:55: before the first whole hour, in no window
     assert list(regime[5:17]) == [found.regimes.labels.iloc[0]] * 12 and regime[17] == found.regimes.labels.iloc[1]
+
+
+def test_rows_missing_from_the_file_are_put_back_so_that_rows_count_time(tmp_path, capsys):
+    load_frame = _trading_load(weeks=3)
+    hour = load_frame["timestamp"].dt.tz_convert(TIMEZONE).dt.hour
+    path = _metric_file(tmp_path, load_frame[(hour >= 4) & (hour < 20)])  # no traffic at night: gold has no rows then
+
+    assert main(["evaluate", "patterns", str(path)]) == 0
+    report = capsys.readouterr().out
+    assert "4,032 rows on a grid of 6,048, one every 5 min" in report and "season: daily (288 rows)" in report
+
+
+def test_a_grid_takes_every_step_once_moves_rows_off_it_and_leaves_out_rows_without_a_time():
+    times = ["00:00:00", "00:01:00", "00:02:30", "00:02:50", None, "00:04:00", "00:06:00", "00:07:00", "00:08:00"]
+    frame = pd.DataFrame({"timestamp": pd.to_datetime([t and f"2026-01-05 {t}" for t in times], utc=True),
+                          "value": [0.0, 1.0, 2.5, 2.8, -1.0, 4.0, 6.0, 7.0, 8.0]})
+    grid = on_regular_grid(frame)
+    assert grid["timestamp"].dt.strftime("%M:%S").tolist() == [f"0{minute}:00" for minute in range(9)]
+    np.testing.assert_array_equal(grid["value"], [0.0, 1.0, 2.5, np.nan, 4.0, np.nan, 6.0, 7.0, 8.0])
+
+
+def test_a_grid_far_larger_than_the_rows_is_refused_and_rows_off_a_grid_are_refused_by_the_finder():
+    sparse = pd.DataFrame({"timestamp": pd.to_datetime(["2026-01-05 00:00", "2026-01-05 00:01", "2026-01-05 00:02",
+                                                        "2026-02-05 00:00"], utc=True), "value": [1.0, 2.0, 3.0, 4.0]})
+    with pytest.raises(ValueError, match=r"would be 44,641 rows for 4: the rows are too sparse for their step"):
+        on_regular_grid(sparse)
+    with pytest.raises(ValueError, match=r"its rows are not one every 1 min: row 3 is 30 days 23 h 58 min after"):
+        recurring_behaviour(sparse, "value", pd.Timedelta("1h"), TIMEZONE)
 
 
 def test_a_window_shorter_than_eight_rows_is_widened_to_eight():
