@@ -13,7 +13,8 @@ from perflake.anomaly import evaluate as ev
 from perflake.anomaly import nab
 from perflake.anomaly.detectors import Detector, make_detector
 from perflake.anomaly.features import metric_columns
-from perflake.anomaly.patterns import RecurringBehaviour, duration_text, on_regular_grid, recurring_behaviour
+from perflake.anomaly.patterns import (RecurringBehaviour, duration_text, moving_together, on_regular_grid,
+                                       recurring_behaviour)
 from perflake.config import Config
 
 PLOTTED_SERIES = 6
@@ -243,8 +244,11 @@ def patterns_report(csv_file: Path, metric: str | None, window: str, top: int, t
     grid = f" on a grid of {len(frame):,}" if len(frame) != len(read) else ""
     lines = [f"{csv_file}: {len(read):,} rows{grid}, one every {duration_text(step)}, {local.min():%Y-%m-%d %H:%M} to "
              f"{local.max():%Y-%m-%d %H:%M} {timezone}; windows of {rows} rows ({duration_text(rows * step)})"]
+    together = moving_together(frame) if len(metrics) > 1 else {}
     for behaviour in found:
-        lines += [behaviour.metric, *("  " + line for line in _behaviour_lines(behaviour, local))]
+        partners = together.get(behaviour.metric)
+        moves_with = [f"moves with: {', '.join(f'{other} (r {r:+.2f})' for other, r in partners)}"] if partners else []
+        lines += [behaviour.metric, *("  " + line for line in [*_behaviour_lines(behaviour, local), *moves_with])]
     if chart_file:
         from perflake.anomaly.charts import patterns_figure
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from perflake.anomaly.features import EPSILON, robust_sigma, seasonal_slots
+from perflake.anomaly.features import EPSILON, metric_columns, robust_sigma, seasonal_slots
 
 MIN_AUTOCORRELATION = 0.3
 FILLED_GAP_ROWS = 3
@@ -29,6 +29,7 @@ MIN_WINDOW_ROWS = 8  # a shorter window is too short a shape to tell a recurring
 MOTIF_WINDOWS = 5000  # windows compared for motifs at most (a long series' are taken at a stride): seconds, not minutes
 ALIKE_CORRELATION = 0.9  # windows this correlated with a motif's are occurrences of it
 MAX_GRID_GROWTH = 20  # a regular grid this many times the rows is refused: the step found is not the series' own
+MOVES_WITH_CORRELATION = 0.8  # metrics of one source correlated this strongly (either way) move together
 
 
 def autocorrelation(values: np.ndarray) -> np.ndarray:
@@ -280,6 +281,20 @@ def _first_on_the_clock(timestamps: pd.Series, rows: int, step: pd.Timedelta, ti
     local = timestamps.iloc[:rows].dt.tz_convert(timezone).dt.tz_localize(None)
     on_the_clock = np.flatnonzero((local == local.dt.floor(rows * step)).to_numpy())
     return int(on_the_clock[0]) if len(on_the_clock) else 0
+
+
+def moving_together(frame: pd.DataFrame, top: int = 3) -> dict[str, list[tuple[str, float]]]:
+    """For each metric of one source, the ``top`` others whose values it is most correlated with, either way, at
+    ``MOVES_WITH_CORRELATION`` or more: requests and CPU rising together, free memory falling as used memory rises.
+    Rows where either is missing are left out of each pair's correlation; a metric that never varied moves with none."""
+    correlations = frame[metric_columns(frame)].astype(float).corr()
+    together = {}
+    for metric, row in correlations.iterrows():
+        strong = row.drop(metric).dropna()
+        strong = strong[strong.abs() >= MOVES_WITH_CORRELATION]
+        strongest_first = strong.reindex(strong.abs().sort_values(ascending=False).index)
+        together[metric] = [(other, float(r)) for other, r in strongest_first.head(top).items()]
+    return together
 
 
 def on_regular_grid(frame: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perflake.anomaly.patterns import Season, duration_text, motifs, on_regular_grid, recurring_behaviour, usual_step
+from perflake.anomaly.patterns import (Season, duration_text, motifs, moving_together, on_regular_grid, recurring_behaviour,
+                                       usual_step)
 from perflake.cli import main
 from perflake.simulator.calendar import load
 from tests import synthetic as syn
@@ -103,6 +104,21 @@ def test_a_shape_that_recurs_every_day_is_counted_and_placed_in_the_day(tmp_path
     assert "11 windows like it, 10 of them ending between 17:00 and 17:59" in capsys.readouterr().out
 
 
+def test_metrics_that_move_together_either_way_are_named_strongest_first():
+    rng = np.random.default_rng(4)
+    requests = rng.normal(100, 10, 2000)
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=2000, freq="min", tz="UTC"),
+                          "requests": requests, "cpu": requests * 0.5 + rng.normal(0, 1, 2000),
+                          "free_memory": 1000 - 3 * requests + rng.normal(0, 10, 2000), "disk": rng.normal(50, 1, 2000),
+                          "errors": 0.0})
+    frame.loc[:100, "cpu"] = np.nan  # the CPU collector started late: its pairs read the rows it measured
+
+    together = moving_together(frame)
+    assert [other for other, _ in together["requests"]] == ["cpu", "free_memory"]
+    assert together["free_memory"][0][0] == "requests" and together["free_memory"][0][1] < -0.9
+    assert together["disk"] == [] and together["errors"] == []
+
+
 def test_a_flat_stretch_is_not_a_recurring_shape():
     rng = np.random.default_rng(2)
     values = rng.normal(0, 1, 1000)
@@ -157,13 +173,14 @@ def _metric_file(tmp_path, frame: pd.DataFrame):
 
 def test_the_patterns_command_reports_each_metric_and_draws_one(tmp_path, capsys):
     load_frame = _trading_load(weeks=1)
-    path = _metric_file(tmp_path, load_frame.assign(errors=0.0))
+    path = _metric_file(tmp_path, load_frame.assign(errors=0.0, cpu=load_frame["requests"] / 100))
 
     assert main(["evaluate", "patterns", str(path)]) == 0
     report = capsys.readouterr().out
     assert "2,016 rows, one every 5 min" in report and "windows of 12 rows (1 h)" in report
     assert "season: daily (288 rows)" in report and "regime peak:" in report and "recurring shape: the 1 h ending" in report
-    assert "errors\n  nothing recurs: one value throughout (0)" in report
+    assert "errors\n  nothing recurs: one value throughout (0)\ncpu" in report
+    assert report.count("moves with") == 2 and "  moves with: cpu (r +1.00)\n" in report
 
     chart = tmp_path / "requests.png"
     assert main(["evaluate", "patterns", str(path), "--metric", "requests", "--chart", str(chart)]) == 0
