@@ -233,7 +233,8 @@ class RecurringBehaviour:
             return regime
         windowed = np.arange(self.first_window_row, len(timestamps))
         starts = timestamps.iloc[windowed - (windowed - self.first_window_row) % self.window_rows]
-        regime[windowed] = starts.map(dict(zip(self.regimes.labels.index, self.regimes.labels))).to_numpy()
+        by_start = dict(zip(self.regimes.labels.index, self.regimes.labels))
+        regime[windowed] = [by_start.get(start) for start in starts]
         return regime
 
 

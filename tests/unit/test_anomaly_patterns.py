@@ -41,6 +41,7 @@ def test_a_trading_load_has_a_daily_season_and_its_regimes_fall_where_the_calend
 def test_the_regimes_windows_start_on_the_clock_whenever_the_series_starts():
     frame = _trading_load()
     frame = frame[frame["timestamp"] >= "2026-01-05 14:35Z"].reset_index(drop=True)  # Monday 9:35 in New York
+    frame.loc[frame["timestamp"].between("2026-01-06 15:00Z", "2026-01-06 15:55Z"), "requests"] = np.nan  # agent down
     found = recurring_behaviour(frame, "requests", pd.Timedelta("1h"), TIMEZONE)
 
     starts = pd.DatetimeIndex(found.regimes.labels.index).tz_convert(TIMEZONE)
@@ -48,6 +49,8 @@ def test_the_regimes_windows_start_on_the_clock_whenever_the_series_starts():
     regime = found.regime_of_each_row(frame["timestamp"])
     assert list(regime[:5]) == [None] * 5  # 9:35 to 9:55: before the first whole hour, in no window
     assert list(regime[5:17]) == [found.regimes.labels.iloc[0]] * 12 and regime[17] == found.regimes.labels.iloc[1]
+    down = frame["timestamp"].between("2026-01-06 15:00Z", "2026-01-06 15:55Z").to_numpy()
+    assert list(regime[down]) == [None] * 12  # an hour without a measured value is in no regime
 
 
 def test_rows_missing_from_the_file_are_put_back_so_that_rows_count_time(tmp_path, capsys):
