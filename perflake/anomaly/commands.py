@@ -197,8 +197,8 @@ def read_metric_file(csv_file: Path) -> pd.DataFrame:
         frame = pd.read_csv(csv_file)
     except pd.errors.EmptyDataError:
         raise ValueError(f"{csv_file}: the file is empty; it needs a header of 'timestamp' and metric columns") from None
-    if "timestamp" not in frame.columns:
-        raise ValueError(f"{csv_file}: needs a 'timestamp' column (and one column per metric); has {list(frame.columns)}")
+    if "timestamp" not in frame.columns or not metric_columns(frame):
+        raise ValueError(f"{csv_file}: needs a 'timestamp' column and one column per metric; has {list(frame.columns)}")
     frame["timestamp"] = nab.utc_timestamps(frame["timestamp"])
     return frame
 

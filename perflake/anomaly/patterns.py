@@ -248,12 +248,12 @@ def recurring_behaviour(frame: pd.DataFrame, metric: str, window: pd.Timedelta, 
     season in time, and a window of rows is a window of the clock.
     """
     step = usual_step(frame["timestamp"])
-    off_grid = frame["timestamp"].diff().iloc[1:] != step
+    gaps = frame["timestamp"].diff()
+    off_grid = gaps.iloc[1:] != step
     if off_grid.any():
         row = off_grid.index[off_grid.to_numpy().argmax()]
-        raise ValueError(f"its rows are not one every {duration_text(step)}: row {row} is "
-                         f"{duration_text(frame['timestamp'].diff()[row])} after the one before (on_regular_grid puts "
-                         "them on a grid)")
+        raise ValueError(f"its rows are not one every {duration_text(step)}: row {row} is {duration_text(gaps[row])} "
+                         "after the one before (on_regular_grid puts them on a grid)")
     rows = max(MIN_WINDOW_ROWS, round(window / step))
     values = frame[metric].to_numpy(dtype=float)
     finite = values[np.isfinite(values)]

@@ -190,6 +190,14 @@ def test_the_patterns_command_reports_each_metric_and_draws_one(tmp_path, capsys
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "errors" not in capsys.readouterr().out
 
 
+def test_a_file_without_a_metric_is_refused_naming_it(tmp_path, capsys):
+    path = tmp_path / "clock.csv"
+    path.write_text("timestamp\n2026-01-05T00:00:00Z\n2026-01-05T00:01:00Z\n")
+    assert main(["evaluate", "patterns", str(path)]) == 2
+    assert re.match(r"perflake: error: .*clock.csv: needs a 'timestamp' column and one column per metric; has "
+                    r"\['timestamp'\]", capsys.readouterr().err)
+
+
 @pytest.mark.parametrize("extra, error", [
     (["--metric", "latency"], r"has no metric 'latency'; its metrics: requests, errors"),
     (["--chart", "CHART"], r"a chart draws one metric and .*metrics.csv has 2: pick it with --metric"),
