@@ -1,0 +1,103 @@
+"""False alerts on healthy series: how often each detector alerts at the fixed level where nothing is wrong, against
+what its level claims (docs/benchmarks.md has the figures).
+
+    .venv/bin/python benchmarks/false_alerts.py [--detector all] [--series-per-kind 10] [--rows 4000] [--json FILE]
+
+A level of 4 says "1 in 10,000 of normal history", so a detector whose levels hold alerts at
+most about once per 10,000 rows of a series with no anomaly in it (the refractory rule only takes
+alerts away). Each kind of healthy series is drawn from a known distribution, the shapes
+performance metrics take: Gaussian noise, heavy tails (Student's t, 5 degrees of freedom),
+slow wander (AR(1), 0.9), small counts (Poisson, mean 4), a daily season, skew (log-normal).
+Every detector is fitted on the first 15 % of each series, as the evaluation fits a NAB file
+(its probation period), and scores the rest; no labels are involved, so nothing here can be
+tuned to a benchmark's anomalies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from perflake.anomaly import evaluate as ev
+from perflake.anomaly import nab
+from perflake.anomaly.detectors import DETECTORS
+
+NOMINAL_PER_10K = 10_000 / 10**ev.FIXED_LEVEL
+REFRACTORY_ROWS = 400  # the evaluation's default (perflake evaluate run --refractory-rows)
+DAY_ROWS = 288  # 5-minute rows
+KINDS = ("gaussian", "heavy_tailed", "wandering", "counts", "daily", "skewed")
+
+
+def healthy_values(kind: str, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """One healthy series of ``kind`` (see the module's docstring): no anomaly anywhere in it."""
+    if kind == "gaussian":
+        return rng.normal(10, 1, rows)
+    if kind == "heavy_tailed":
+        return 10 + rng.standard_t(5, rows)
+    if kind == "wandering":
+        noise, values = rng.normal(0, 1, rows), np.empty(rows)
+        values[0] = noise[0]
+        for i in range(1, rows):
+            values[i] = 0.9 * values[i - 1] + noise[i]
+        return 10 + values
+    if kind == "counts":
+        return rng.poisson(4, rows).astype(float)
+    if kind == "daily":
+        return 50 + 20 * np.sin(2 * np.pi * np.arange(rows) / DAY_ROWS) + rng.normal(0, 2, rows)
+    if kind == "skewed":
+        return rng.lognormal(3, 0.5, rows)
+    raise ValueError(f"unknown kind of healthy series {kind!r}; known: {', '.join(KINDS)}")
+
+
+def healthy_series(kind: str, seed: int, rows: int) -> ev.Series:
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=rows, freq="5min"),
+                          "value": healthy_values(kind, rows, np.random.default_rng(seed))})
+    fit_rows = nab.probation_rows(rows)
+    segment = np.full(rows, nab.OUTSIDE)
+    segment[:fit_rows] = nab.PROBATION
+    return ev.Series(f"{kind}/{seed}", frame.iloc[:fit_rows], frame, segment, kind)
+
+
+def false_alerts_per_10k(data: list[ev.Series], detector: str, workers: int) -> dict[str, float]:
+    """Per kind: alerts at the fixed level per 10,000 scored rows (every one false)."""
+    scored = ev.score_all(data, detector, {}, REFRACTORY_ROWS, workers)
+    alerts: dict[str, int] = {}
+    rows: dict[str, int] = {}
+    for series in data:
+        counted = series.segment != nab.PROBATION
+        alerted = scored[series.name].levels[counted] >= ev.FIXED_LEVEL
+        alerts[series.category] = alerts.get(series.category, 0) + int(alerted.sum())
+        rows[series.category] = rows.get(series.category, 0) + int(counted.sum())
+    return {kind: 10_000 * alerts[kind] / rows[kind] for kind in alerts}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--detector", default="all", help="comma-separated detector names, or all")
+    parser.add_argument("--series-per-kind", type=int, default=10, help="healthy series drawn of each kind")
+    parser.add_argument("--rows", type=int, default=4000, help="rows per series (5-minute rows)")
+    parser.add_argument("--workers", type=int, default=2, help="processes scoring series in parallel")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    detectors = list(DETECTORS) if args.detector == "all" else args.detector.split(",")
+    if unknown := [name for name in detectors if name not in DETECTORS]:
+        parser.error(f"unknown detectors {unknown}; known: {', '.join(DETECTORS)}")
+    data = [healthy_series(kind, seed, args.rows) for kind in KINDS for seed in range(args.series_per_kind)]
+    print(f"{len(data)} healthy series of {args.rows:,} rows; alerts per 10,000 scored rows at level {ev.FIXED_LEVEL:g} "
+          f"(what the level claims: {NOMINAL_PER_10K:g} or fewer)", flush=True)
+    print(f"{'detector':<18} " + " ".join(f"{kind:>12}" for kind in KINDS), flush=True)
+    figures = {}
+    for detector in detectors:
+        figures[detector] = rates = false_alerts_per_10k(data, detector, args.workers)
+        print(f"{detector:<18} " + " ".join(f"{rates[kind]:>12.1f}" for kind in KINDS), flush=True)
+    if args.json:
+        summary = {"rows": args.rows, "series_per_kind": args.series_per_kind, "per_10k": figures}
+        args.json.write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
