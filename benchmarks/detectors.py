@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from perflake.anomaly import evaluate as ev
-from perflake.anomaly.detectors import DETECTORS, make_detector
+from perflake.anomaly.detectors import make_detector
+from perflake.cli import detector_list
 from perflake.anomaly.features import metric_columns
 
 DEFAULT_SERIES = "requests/ws4-market-integration/quotes@app-4"
@@ -46,14 +47,11 @@ def streaming_figures(series: ev.Series, detector: str, batch_rows: int, rows: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--series", default=DEFAULT_SERIES, help=f"a series of the simulated data set (default {DEFAULT_SERIES})")
-    parser.add_argument("--detector", default="all", help="comma-separated detector names, or all")
+    parser.add_argument("--detector", type=detector_list, default="all", help="comma-separated detector names, or all")
     parser.add_argument("--batch-rows", default="1,10,100", help="micro-batch sizes, in rows per update call")
     parser.add_argument("--rows", type=int, default=1000, help="rows streamed per detector and batch size")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    detectors = list(DETECTORS) if args.detector == "all" else args.detector.split(",")
-    if unknown := [name for name in detectors if name not in DETECTORS]:
-        parser.error(f"unknown detectors {unknown}; known: {', '.join(DETECTORS)}")
     batch_sizes = [int(size) for size in args.batch_rows.split(",")]
     by_name = {s.name: s for s in ev.simulated_series()}
     if args.series not in by_name:
@@ -67,7 +65,7 @@ def main() -> None:
     print(f"{series.name} ({', '.join(metric_columns(series.fit))}): fitted on {len(series.fit):,} rows, "
           f"{args.rows:,} rows streamed per detector and batch size, one process", flush=True)
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for detector in detectors:
+    for detector in args.detector:
         results[detector] = {f"{size} rows": streaming_figures(series, detector, size, args.rows) for size in batch_sizes}
         cells = "  ".join(f"{size:>4} rows/update: {r['rows_per_s']:>9,.0f} rows/s, p50 {r['update_p50_ms']:6.2f} ms, "
                           f"p99 {r['update_p99_ms']:6.2f} ms" for size, r in zip(batch_sizes, results[detector].values()))

@@ -24,7 +24,7 @@ import pandas as pd
 
 from perflake.anomaly import evaluate as ev
 from perflake.anomaly import nab
-from perflake.anomaly.detectors import DETECTORS
+from perflake.cli import detector_list
 
 NOMINAL_PER_10K = 10_000 / 10**ev.FIXED_LEVEL
 REFRACTORY_ROWS = 400  # the evaluation's default (perflake evaluate run --refractory-rows)
@@ -77,21 +77,18 @@ def false_alerts_per_10k(data: list[ev.Series], detector: str, workers: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--detector", default="all", help="comma-separated detector names, or all")
+    parser.add_argument("--detector", type=detector_list, default="all", help="comma-separated detector names, or all")
     parser.add_argument("--series-per-kind", type=int, default=10, help="healthy series drawn of each kind")
     parser.add_argument("--rows", type=int, default=4000, help="rows per series (5-minute rows)")
     parser.add_argument("--workers", type=int, default=2, help="processes scoring series in parallel")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    detectors = list(DETECTORS) if args.detector == "all" else args.detector.split(",")
-    if unknown := [name for name in detectors if name not in DETECTORS]:
-        parser.error(f"unknown detectors {unknown}; known: {', '.join(DETECTORS)}")
     data = [healthy_series(kind, seed, args.rows) for kind in KINDS for seed in range(args.series_per_kind)]
     print(f"{len(data)} healthy series of {args.rows:,} rows; alerts per 10,000 scored rows at level {ev.FIXED_LEVEL:g} "
           f"(what the level claims: {NOMINAL_PER_10K:g} or fewer)", flush=True)
     print(f"{'detector':<18} " + " ".join(f"{kind:>12}" for kind in KINDS), flush=True)
     figures = {}
-    for detector in detectors:
+    for detector in args.detector:
         figures[detector] = rates = false_alerts_per_10k(data, detector, args.workers)
         print(f"{detector:<18} " + " ".join(f"{rates[kind]:>12.1f}" for kind in KINDS), flush=True)
     if args.json:

@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_eval = actions.add_parser("run",
                                   help="evaluate detectors and the null/random baselines on a labelled data set; logs to MLflow")
     run_eval.add_argument("--dataset", required=True, choices=_dataset_names())
-    run_eval.add_argument("--detector", required=True, help=f"comma-separated, or all ({', '.join(_detector_names())})")
+    run_eval.add_argument("--detector", required=True, type=detector_list,
+                          help=f"comma-separated, or all ({', '.join(_detector_names())})")
     run_eval.add_argument("--protocol", default="fixed,cross_fit",
                           help="threshold protocols, comma-separated: fixed, cross_fit, nab "
                           "(default %(default)s)")
@@ -342,10 +343,8 @@ def cmd_evaluate_nab_score(args: argparse.Namespace) -> int:
 def cmd_evaluate_run(args: argparse.Namespace) -> int:
     from perflake.anomaly.commands import run_evaluation, summary_json
 
-    detectors = _detector_names() if args.detector == "all" else args.detector.split(",")
-
     def run() -> None:
-        results = run_evaluation(get_config(), args.dataset, detectors, args.protocol.split(","), args.refractory_rows,
+        results = run_evaluation(get_config(), args.dataset, args.detector, args.protocol.split(","), args.refractory_rows,
                                  args.workers, track=not args.no_track, say=lambda line: print(line, flush=True),
                                  refit_every=args.refit_every, data_dir=args.data_dir, nab_results=args.nab_results)
         if args.json:
@@ -631,6 +630,16 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
     return value
+
+
+def detector_list(text: str) -> list[str]:
+    """An argparse type: detector names, comma-separated, or ``all`` (also the benchmarks' ``--detector``)."""
+    from perflake.anomaly.detectors import detector_names
+
+    try:
+        return detector_names(text)
+    except ValueError as refusal:
+        raise argparse.ArgumentTypeError(str(refusal)) from None
 
 
 def _period(text: str) -> str:

@@ -905,6 +905,15 @@ def default_members() -> list[Detector]:
     return [SeasonalProfileDetector(), SequenceSurpriseDetector()]
 
 
+def detector_names(spec: str) -> list[str]:
+    """``spec``: detector names, comma-separated, or ``all``; an unknown name is refused with the known ones."""
+    names = list(DETECTORS) if spec == "all" else [name.strip() for name in spec.split(",")]
+    if unknown := [name for name in names if name not in DETECTORS]:
+        raise ValueError(f"unknown detector{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(DETECTORS)}, or all")
+    return names
+
+
 def make_detector(name: str, **params) -> Detector:
     try:
         return DETECTORS[name](**params)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perflake.anomaly.detectors import DETECTORS, SCORE_COLUMNS, contributing_metric, make_detector
+from perflake.anomaly.detectors import DETECTORS, SCORE_COLUMNS, contributing_metric, detector_names, make_detector
 from perflake.anomaly.features import Feature, FeatureSet
 from perflake.anomaly.evaluate import DEFAULT_REFRACTORY_ROWS, FIXED_LEVEL, alert_levels
 from perflake.simulator import calendar
@@ -19,6 +19,13 @@ LEARN_AS_THEY_GO = ("median_mad", "ewma_control", "holt_winters", "cusum")
 
 def scores(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     return make_detector(name).fit(frame.iloc[: syn.FIT_ROWS]).score(frame)
+
+
+def test_detectors_are_named_by_a_list_or_all_and_an_unknown_name_is_refused_with_the_known_ones():
+    assert detector_names("ensemble, median_mad") == ["ensemble", "median_mad"]
+    assert detector_names("all") == list(DETECTORS)
+    with pytest.raises(ValueError, match="unknown detectors 'medianmad', 'pca'; known: median_mad, .*, ensemble, or all"):
+        detector_names("medianmad,ensemble,pca")
 
 
 @pytest.mark.parametrize("name", DETECTORS)

@@ -24,6 +24,16 @@ def test_a_retraining_schedule_must_be_a_positive_period(period, refusal, capsys
     assert build_parser().parse_args([*EVALUATE_RUN, "--refit-every", "1 day"]).refit_every == "1D"
 
 
+def test_an_unknown_detector_is_refused_by_name_before_any_data_is_read(tmp_path, capsys):
+    argv = ["evaluate", "run", "--dataset", "nab", "--detector", "ensemble,isolation_forrest", "--no-track",
+            "--data-dir", str(tmp_path / "nowhere")]  # the data set's refusal would come first were it read
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "argument --detector: unknown detector 'isolation_forrest'; known: median_mad" in capsys.readouterr().err
+    assert build_parser().parse_args([*EVALUATE_RUN[:-1], "all"]).detector[-1] == "ensemble"
+
+
 @pytest.mark.parametrize(("argv", "refusal"), [
     (["--detector", "median_mad", "--file", "history.csv", "--series", "machine-1-6"],
      "--series and --data-dir pick a series of a labelled data set"),
