@@ -73,9 +73,12 @@ class TailCalibration:
         mean_excess = float(excess.mean()) if len(excess) else spread
         return cls(raw, threshold, max(mean_excess, EPSILON))
 
-    @staticmethod
-    def describe(level: float) -> str:
-        return f"1 in {10 ** level:,.0f} of normal history" if level <= 12 else "rarer than 1 in 10^12 of normal history"
+    def describe(self, level: float) -> str:
+        """How rare, and whether the history saw anything as rare or the tail model says so (benchmarks/false_alerts.py
+        measures how far that holds)."""
+        rarity = f"1 in {10 ** level:,.0f} of normal history" if level <= 12 else "rarer than 1 in 10^12 of normal history"
+        rows = len(self.history)
+        return rarity if level <= math.log10(rows + 1) else f"{rarity}, extrapolated beyond its {rows:,} rows"
 
     def level(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=float)

@@ -79,8 +79,13 @@ def test_a_spike_is_explained_with_its_expected_range():
     text = detector.explain(scored, syn.START)
     assert text.startswith("holt_winters (seasonal_forecast): surprise") and "value expected in [" in text
     assert not scored.loc[syn.START, "expected_low"] <= frame["value"].iloc[syn.START] <= scored.loc[syn.START, "expected_high"]
-    assert "(1 in 1,000 of normal history)" in detector.explain(scored.assign(score=3.0), syn.START)
-    assert "(rarer than 1 in 10^12 of normal history)" in detector.explain(scored.assign(score=30.7), syn.START)
+    rows = len(detector.calibration.history)  # the history's rows it calibrated on: rarer than 1 in those is extrapolated
+    assert "(1 in 100 of normal history)" in detector.explain(scored.assign(score=2.0), syn.START)
+    assert f"(1 in {rows + 1:,} of normal history)" in detector.explain(scored.assign(score=np.log10(rows + 1)), syn.START)
+    assert (f"(1 in 1,000 of normal history, extrapolated beyond its {rows:,} rows)"
+            in detector.explain(scored.assign(score=3.0), syn.START))
+    assert (f"(rarer than 1 in 10^12 of normal history, extrapolated beyond its {rows:,} rows)"
+            in detector.explain(scored.assign(score=30.7), syn.START))
 
 
 def stalled_feed() -> tuple[pd.DataFrame, int, int]:
