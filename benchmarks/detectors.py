@@ -21,8 +21,8 @@ import numpy as np
 
 from perflake.anomaly import evaluate as ev
 from perflake.anomaly.detectors import make_detector
-from perflake.cli import detector_list
 from perflake.anomaly.features import metric_columns
+from perflake.cli import detector_list
 
 DEFAULT_SERIES = "requests/ws4-market-integration/quotes@app-4"
 

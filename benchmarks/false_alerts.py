@@ -27,7 +27,6 @@ from perflake.anomaly import nab
 from perflake.cli import detector_list
 
 NOMINAL_PER_10K = 10_000 / 10**ev.FIXED_LEVEL
-REFRACTORY_ROWS = 400  # the evaluation's default (perflake evaluate run --refractory-rows)
 DAY_ROWS = 288  # 5-minute rows
 KINDS = ("gaussian", "heavy_tailed", "wandering", "counts", "daily", "skewed")
 
@@ -64,7 +63,7 @@ def healthy_series(kind: str, seed: int, rows: int) -> ev.Series:
 
 def false_alerts_per_10k(data: list[ev.Series], detector: str, workers: int) -> dict[str, float]:
     """Per kind: alerts at the fixed level per 10,000 scored rows (every one false)."""
-    scored = ev.score_all(data, detector, {}, REFRACTORY_ROWS, workers)
+    scored = ev.score_all(data, detector, {}, ev.DEFAULT_REFRACTORY_ROWS, workers)
     alerts: dict[str, int] = {}
     rows: dict[str, int] = {}
     for series in data:
