@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_eval.add_argument("--protocol", default="fixed,cross_fit",
                           help="threshold protocols, comma-separated: fixed, cross_fit, nab "
                           "(default %(default)s)")
-    run_eval.add_argument("--refractory-rows", type=int, default=400,
+    run_eval.add_argument("--refractory-rows", type=int, default=_default_refractory_rows(),
                           help="an alert must beat the levels of this many rows before it (default %(default)s)")
     run_eval.add_argument("--refit-every", type=_period, metavar="PERIOD",
                           help="retrain each detector on this schedule (e.g. 1D: nightly) on every row before, as deployed; "
@@ -325,6 +325,12 @@ def _dataset_names() -> list[str]:
     from perflake.anomaly.evaluate import DATASETS
 
     return DATASETS
+
+
+def _default_refractory_rows() -> int:
+    from perflake.anomaly.evaluate import DEFAULT_REFRACTORY_ROWS
+
+    return DEFAULT_REFRACTORY_ROWS
 
 
 def _detector_names() -> list[str]:
