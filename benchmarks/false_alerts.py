@@ -53,12 +53,10 @@ def healthy_values(kind: str, rows: int, rng: np.random.Generator) -> np.ndarray
 
 
 def healthy_series(kind: str, seed: int, rows: int) -> ev.Series:
+    """A NAB file without a labelled window, and evaluated as one."""
     frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=rows, freq="5min"),
                           "value": healthy_values(kind, rows, np.random.default_rng(seed))})
-    fit_rows = nab.probation_rows(rows)
-    segment = np.full(rows, nab.OUTSIDE)
-    segment[:fit_rows] = nab.PROBATION
-    return ev.Series(f"{kind}/{seed}", frame.iloc[:fit_rows], frame, segment, kind)
+    return ev.nab_file_series(f"{kind}/{seed}", frame, [])
 
 
 def false_alerts_per_10k(data: list[ev.Series], detector: str, workers: int) -> dict[str, float]:

@@ -168,15 +168,16 @@ class Series:
 
 
 def nab_series(nab_dir: Path) -> list[Series]:
-    """Each NAB file: fitted on its probation period, scored whole (the probation rows are not counted)."""
+    """Each NAB file (``nab_file_series``)."""
     corpus = nab.load_corpus(nab_dir)
-    result = []
-    for name, frame in corpus.values.items():
-        frame = frame[["timestamp", "value"]]
-        grid = nab.scoring_grid(len(frame), nab.window_bounds(frame["timestamp"], corpus.windows[name]), nab.PROFILES["standard"])
-        result.append(Series(name, frame.iloc[: nab.probation_rows(len(frame))], frame, grid.window, name.split("/")[0],
-                             corpus.windows[name]))
-    return result
+    return [nab_file_series(name, frame[["timestamp", "value"]], corpus.windows[name]) for name, frame in corpus.values.items()]
+
+
+def nab_file_series(name: str, frame: pd.DataFrame, windows: list[tuple[str, str]]) -> Series:
+    """One file of NAB's layout (``category/file.csv``, its labelled ``windows``): fitted on its probation period,
+    scored whole (the probation rows are not counted)."""
+    grid = nab.scoring_grid(len(frame), nab.window_bounds(frame["timestamp"], windows), nab.PROFILES["standard"])
+    return Series(name, frame.iloc[: nab.probation_rows(len(frame))], frame, grid.window, name.split("/")[0], windows)
 
 
 def smd_series(smd_dir: Path) -> list[Series]:
