@@ -273,7 +273,10 @@ def _behaviour_lines(behaviour: RecurringBehaviour, local: pd.Series) -> list[st
             where = ", ".join(f"{phase} {share:.0%}" for phase, share in phases.head(max(1, (phases >= 0.1).sum())).items())
             lines.append(f"regime {name}: {int(regime['n_windows']):,} windows of {span}, mean {_number(regime['mean'])} "
                          f"(sd {_number(regime['std'])}); centred in {where}")
-    when = lambda row: f"{local.iloc[row]:%a %Y-%m-%d %H:%M}"  # noqa: E731
+
+    def when(row: int) -> str:
+        return f"{local.iloc[row]:%a %Y-%m-%d %H:%M}"
+
     for shape in behaviour.motifs:
         hours = local.iloc[list(shape.occurrences)].dt.hour
         usual_hour = hours.mode().iloc[0]
