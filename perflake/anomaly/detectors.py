@@ -47,8 +47,8 @@ SCORE_COLUMNS = ["raw", "score", "expected_low", "expected_high", "contributor"]
 # The layout of a fitted detector's state, recorded with every registered model: bump it when a
 # detector's attributes change, so that an older registered model is refused when it is loaded
 # instead of failing at its first score (2: isolation_forest's ``held``, 2026-12-04; 3: motif_novelty's windows
-# in the history's unit, 2026-12-05).
-STATE_FORMAT = 3
+# in the history's unit, 2026-12-05; 4: isolation_forest's ``beyond_range`` for ``held``, 2026-12-06).
+STATE_FORMAT = 4
 NEVER_MEASURED = "no value measured in the fit history"  # why a metric was not learned
 
 
@@ -88,6 +88,45 @@ class TailCalibration:
             tail = (1 - TAIL_QUANTILE) * np.exp(-(raw - self.threshold) / self.mean_excess)
         p = np.where(raw > self.threshold, np.minimum(tail, 1 - TAIL_QUANTILE), at_least)
         return np.where(np.isfinite(raw), -np.log10(np.clip(p, 1e-300, 1.0)), 0.0)
+
+
+@dataclass(frozen=True)
+class BeyondRange:
+    """How far a row's metrics lie beyond their range in the history, as a level calibrated out of sample.
+
+    The distance is the furthest metric's, in its robust spreads of the history. How often normal
+    rows go that far is measured on the history itself: each half of it against the range of the
+    other, as rows to come will be against the whole history's range (a wider one, so the level
+    errs low). A history whose metrics wandered goes beyond often, and far, so a move beyond its
+    range is rarely surprising; one whose metrics held a value (an error rate at zero) never did,
+    so any move is. One calibration for all the metrics: it counts how many there are to stray.
+    """
+
+    spread: pd.Series  # per metric, in its own unit
+    low: pd.Series
+    high: pd.Series
+    calibration: TailCalibration
+
+    @classmethod
+    def fit(cls, history: pd.DataFrame, metrics: list[str], source: str) -> BeyondRange:
+        values = history[metrics].astype(float)
+        spread = values.apply(robust_sigma) + EPSILON
+        earlier, later = values.iloc[: len(values) // 2], values.iloc[len(values) // 2 :]
+        out_of_sample = [_beyond(half, other.min(), other.max(), spread)[0]
+                         for half, other in ((later, earlier), (earlier, later))]
+        return cls(spread, values.min(), values.max(),
+                   TailCalibration.fit(np.concatenate(out_of_sample), f"{source}, each half against the other's range"))
+
+    def furthest(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, how far beyond its range the furthest metric lies (in its spreads; 0 within) and which one it is."""
+        return _beyond(frame[self.spread.index].astype(float), self.low, self.high, self.spread)
+
+
+def _beyond(values: pd.DataFrame, low: pd.Series, high: pd.Series, spread: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, how far the furthest metric lies beyond [low, high] in its spreads, and which (a missing value is not beyond)."""
+    distance = np.nan_to_num((np.fmax(values - high, low - values) / spread).to_numpy(dtype=float), nan=0.0).clip(min=0)
+    furthest = distance.argmax(axis=1)
+    return distance[np.arange(len(values)), furthest], values.columns.to_numpy()[furthest]
 
 
 @dataclass(frozen=True)
@@ -679,9 +718,14 @@ class SequenceSurpriseDetector(UnivariateDetector):
 
 
 class FeatureModelDetector(Detector):
-    """Fits a scikit-learn model of normal feature vectors (``feature_set``, computed point in time)."""
+    """Fits a scikit-learn model of normal feature vectors (``feature_set``, computed point in time).
+
+    A model whose score stops rising beyond the range of the rows it learned (``bounded_by_range``)
+    also gets ``BeyondRange``'s level, and a row scores the higher of the two.
+    """
 
     max_fit_rows = 5000
+    bounded_by_range = False
 
     def __init__(self, feature_set: FeatureSet = DETECTOR_FEATURES, seed: int = 0):
         self.feature_set, self.seed = feature_set, seed
@@ -698,6 +742,9 @@ class FeatureModelDetector(Detector):
         # a metric the history never measured has features all missing (read as 0) there: every row measuring it would be far out
         self.columns = [column for column in features.columns if contributing_metric(column) not in self._not_learned]
         features = features[self.columns]
+        if self.bounded_by_range:
+            learned = [metric for metric in metric_columns(history) if metric not in self._not_learned]
+            self.beyond_range = BeyondRange.fit(history, learned, f"{self.name} fitted on {len(history)} rows")
         self.centre = features.median()
         self.scale = (features - self.centre).abs().median() * MAD_TO_SIGMA + 1e-3
         matrix = self._matrix(features)
@@ -726,9 +773,27 @@ class FeatureModelDetector(Detector):
         low, high = _typical_ranges(frame, metric)
         learned = [metric for metric in metric_columns(frame) if metric not in self._not_learned]
         nothing_measured = frame[learned].isna().all(axis=1).to_numpy()  # a gap is not scored
-        raw = np.where(nothing_measured, np.nan, self._model_raw(matrix))
-        return pd.DataFrame({"raw": raw, "expected_low": low, "expected_high": high, "contributor": contributor},
-                            index=frame.index)
+        raw = pd.DataFrame({"raw": np.where(nothing_measured, np.nan, self._model_raw(matrix)), "expected_low": low,
+                            "expected_high": high, "contributor": contributor}, index=frame.index)
+        if self.bounded_by_range:  # taken out again by _levelled
+            raw["beyond_range"], raw["beyond_metric"] = self.beyond_range.furthest(frame)
+        return raw
+
+    def _levelled(self, raw):
+        """With ``bounded_by_range``, a row beyond its range that scores higher so is explained by that metric and its range."""
+        if not self.bounded_by_range:
+            return super()._levelled(raw)
+        distance, metric = raw.pop("beyond_range").to_numpy(dtype=float), raw.pop("beyond_metric").to_numpy()
+        scored = super()._levelled(raw)
+        beyond = self.beyond_range.calibration.level(distance)
+        higher = beyond > scored["score"].to_numpy()
+        if higher.any():
+            metric = metric[higher]
+            scored.loc[higher, "score"] = beyond[higher]
+            scored.loc[higher, "contributor"] = metric
+            scored.loc[higher, "expected_low"] = self.beyond_range.low[metric].to_numpy()
+            scored.loc[higher, "expected_high"] = self.beyond_range.high[metric].to_numpy()
+        return scored
 
 
 def _typical_ranges(frame: pd.DataFrame, metric_per_row: np.ndarray, window: int = 60) -> tuple[np.ndarray, np.ndarray]:
@@ -746,23 +811,17 @@ class IsolationForestDetector(FeatureModelDetector):
     """Isolation: how few random splits set the row apart (shorter path, more anomalous)."""
 
     name, family = "isolation_forest", "isolation"
+    # a tree's splits lie within the range of the rows it grew on: a row beyond it lands in the leaf of the
+    # history's extremes, and a metric that never varied (an error rate at zero) has no split at all
+    bounded_by_range = True
 
     def _fit_model(self, matrix):
         from sklearn.ensemble import IsolationForest
 
         self.model = IsolationForest(n_estimators=100, random_state=self.seed).fit(matrix)
-        # a tree cannot split a feature that never varied, so it would never see a metric that held
-        # one value all through the history (an error rate at zero) move: a row where it does is
-        # isolated at the root. A metric held when none of its features varied (a feature that only
-        # warmed up, like seasonal_z's slots, belongs to a metric that did vary).
-        metrics = np.array([contributing_metric(column) for column in self.columns])
-        varied = set(metrics[np.ptp(matrix, axis=0) > 0])
-        self.held = np.array([metric not in varied for metric in metrics])
-        self.held_values = matrix[0, self.held]
 
     def _model_raw(self, matrix):
-        moved = (matrix[:, self.held] != self.held_values).any(axis=1)
-        return np.where(moved, 1.0, -self.model.score_samples(matrix))
+        return -self.model.score_samples(matrix)
 
 
 class KnnDistanceDetector(FeatureModelDetector):
