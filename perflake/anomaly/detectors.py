@@ -780,7 +780,8 @@ class FeatureModelDetector(Detector):
         return raw
 
     def _levelled(self, raw):
-        """With ``bounded_by_range``, a row beyond its range that scores higher so is explained by that metric and its range."""
+        """With ``bounded_by_range``: the higher of the two levels, a row whose out-of-range level is the higher explained
+        by that metric and its range in the history."""
         if not self.bounded_by_range:
             return super()._levelled(raw)
         distance, metric = raw.pop("beyond_range").to_numpy(dtype=float), raw.pop("beyond_metric").to_numpy()
