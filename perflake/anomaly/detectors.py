@@ -256,6 +256,20 @@ class Detector(ABC):
         """Columns raw, expected_low, expected_high, contributor, one row per row of ``frame``."""
 
 
+def measured_too_little(history: pd.DataFrame, metrics: list[str]) -> dict[str, str]:
+    """The metrics of ``history`` measured on too few of its rows to learn what is normal for them, and why.
+
+    A metric an agent began to report just before a fit (a nightly refit after a new endpoint
+    went live) has a handful of values there: a range, a profile or a level learned from them
+    would make most of its later values look far out. It is learned at a refit that has at least
+    ``MIN_CALIBRATION_ROWS`` of its values, as a metric the history never measured.
+    """
+    counts = history[metrics].notna().sum()
+    return {metric: NEVER_MEASURED if count == 0 else
+            f"measured on {count} rows of the fit history, fewer than the {MIN_CALIBRATION_ROWS} it takes to learn"
+            for metric, count in counts.items() if count < MIN_CALIBRATION_ROWS}
+
+
 def checked_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with its timestamps in UTC, after refusing what the detectors would misread: no
     metric, timestamps that are not datetimes, text metrics.
@@ -306,9 +320,9 @@ class UnivariateDetector(Detector):
 
     @staticmethod
     def _learn_each(history: pd.DataFrame, metrics: list[str], learn: Callable[[np.ndarray], object]) -> tuple[dict, dict]:
-        """What ``learn`` made of each metric, and why it refused the others."""
-        learned, refused = {}, {}
-        for metric in metrics:
+        """What ``learn`` made of each metric measured enough to learn, and why the others were not learned."""
+        learned, refused = {}, measured_too_little(history, metrics)
+        for metric in [metric for metric in metrics if metric not in refused]:
             try:
                 learned[metric] = learn(history[metric].to_numpy(dtype=float))
             except ValueError as error:
@@ -478,8 +492,6 @@ class SeasonalProfileDetector(UnivariateDetector):
 
         def profile(values: np.ndarray) -> tuple[dict, dict, tuple[float, float]]:
             measured = np.isfinite(values)  # a slot is known from the days its metric was measured on
-            if not measured.any():
-                raise ValueError(NEVER_MEASURED)
             values, slot = pd.Series(values[measured]), slots[measured]
             known = days[measured].groupby(slot).nunique() >= self.min_days
             by_slot = values.groupby(slot)
@@ -606,9 +618,7 @@ class SequenceModel:
 
     @classmethod
     def over_range_of(cls, values: np.ndarray, bins: int, offsets: int, padding: float) -> SequenceModel:
-        finite = values[np.isfinite(values)]
-        if not len(finite):
-            raise ValueError("no finite value in the fit history to set the levels from")
+        finite = values[np.isfinite(values)]  # some: a metric measured too little is not learned (measured_too_little)
         low, high = float(finite.min()), float(finite.max())
         width = (high - low) or abs(high) or 1.0
         return cls(low - padding * width, width * (1 + 2 * padding) / bins, bins, offsets)
@@ -736,10 +746,9 @@ class FeatureModelDetector(Detector):
         return features.replace([np.inf, -np.inf], np.nan).fillna(0.0).clip(-50, 50)
 
     def _fit(self, history):
-        never_measured = [metric for metric in metric_columns(history) if history[metric].isna().all()]
-        self._keep_not_learned(history, dict.fromkeys(never_measured, NEVER_MEASURED))
+        self._keep_not_learned(history, measured_too_little(history, metric_columns(history)))
         features = self.features(history)
-        # a metric the history never measured has features all missing (read as 0) there: every row measuring it would be far out
+        # a metric the history barely measured has features mostly missing (read as 0) there: its rows would all be far out
         self.columns = [column for column in features.columns if contributing_metric(column) not in self._not_learned]
         features = features[self.columns]
         if self.bounded_by_range:

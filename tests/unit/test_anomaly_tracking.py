@@ -38,7 +38,7 @@ def test_scoring_a_file_names_the_metrics_the_registered_detector_could_not_lear
     report = commands.score_file(config, name, "champion", host, top=1).splitlines()
     assert report[1] == ("  metric 'latency' not learned from the fit history, left out until a refit learns it: "
                          "seasonal_profile: no value measured in the fit history; "
-                         "sequence_surprise: no finite value in the fit history to set the levels from")
+                         "sequence_surprise: no value measured in the fit history")
     assert report[2].startswith(f"  {frame['timestamp'].iloc[syn.START]}  ensemble (ensemble)") and report[2].count(":value") == 1
 
 
@@ -79,7 +79,8 @@ def test_training_on_a_csv_that_cannot_be_learned_names_the_file_and_registers_n
     config = make_config("local", tmp_path)
     history = tmp_path / "history.csv"
     syn.clean().iloc[:5].to_csv(history, index=False)
-    with pytest.raises(ValueError, match=rf"^{history}: seasonal_profile fitted on 5 rows"):
+    too_few = "seasonal_profile: no metric to learn from: metric 'value': measured on 5 rows"
+    with pytest.raises(ValueError, match=rf"^{history}: {too_few}"):
         commands.train_file(config, history, "seasonal_profile", "champion")
     history.write_text("")
     with pytest.raises(ValueError, match=rf"^{history}: the file is empty"):
