@@ -185,9 +185,10 @@ class Detector(ABC):
         """Metrics of the fit history this detector could not learn, and why: left out until a refit learns them.
 
         A detector that learns each metric's normal from the history (a profile, a sequence model,
-        shapes, a model of feature vectors) cannot learn one the history never measured (a new
-        endpoint, an agent that only now reports it); it watches the host's other metrics
-        meanwhile. Detectors that read only the rows before each row have none.
+        shapes, a model of feature vectors) cannot learn one the history never measured, or
+        measured on too few rows (a new endpoint, an agent that only now reports it:
+        ``measured_too_little``); it watches the host's other metrics meanwhile. Detectors that
+        read only the rows before each row have none.
         """
         return dict(self._not_learned)
 
