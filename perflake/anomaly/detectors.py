@@ -729,14 +729,9 @@ class SequenceSurpriseDetector(UnivariateDetector):
 
 
 class FeatureModelDetector(Detector):
-    """Fits a scikit-learn model of normal feature vectors (``feature_set``, computed point in time).
-
-    A model whose score stops rising beyond the range of the rows it learned (``bounded_by_range``)
-    also gets ``BeyondRange``'s level, and a row scores the higher of the two.
-    """
+    """Fits a scikit-learn model of normal feature vectors (``feature_set``, computed point in time)."""
 
     max_fit_rows = 5000
-    bounded_by_range = False
 
     def __init__(self, feature_set: FeatureSet = DETECTOR_FEATURES, seed: int = 0):
         self.feature_set, self.seed = feature_set, seed
@@ -752,9 +747,6 @@ class FeatureModelDetector(Detector):
         # a metric the history barely measured has features mostly missing (read as 0) there: its rows would all be far out
         self.columns = [column for column in features.columns if contributing_metric(column) not in self._not_learned]
         features = features[self.columns]
-        if self.bounded_by_range:
-            learned = [metric for metric in metric_columns(history) if metric not in self._not_learned]
-            self.beyond_range = BeyondRange.fit(history, learned, f"{self.name} fitted on {len(history)} rows")
         self.centre = features.median()
         self.scale = (features - self.centre).abs().median() * MAD_TO_SIGMA + 1e-3
         matrix = self._matrix(features)
@@ -781,30 +773,13 @@ class FeatureModelDetector(Detector):
         contributor = np.asarray(self.columns, dtype=object)[top]
         metric = np.array([contributing_metric(name) for name in contributor], dtype=object)
         low, high = _typical_ranges(frame, metric)
-        learned = [metric for metric in metric_columns(frame) if metric not in self._not_learned]
-        nothing_measured = frame[learned].isna().all(axis=1).to_numpy()  # a gap is not scored
-        raw = pd.DataFrame({"raw": np.where(nothing_measured, np.nan, self._model_raw(matrix)), "expected_low": low,
-                            "expected_high": high, "contributor": contributor}, index=frame.index)
-        if self.bounded_by_range:  # taken out again by _levelled
-            raw["beyond_range"], raw["beyond_metric"] = self.beyond_range.furthest(frame)
-        return raw
+        nothing_measured = frame[self._learned_metrics(frame)].isna().all(axis=1).to_numpy()  # a gap is not scored
+        raw = np.where(nothing_measured, np.nan, self._model_raw(matrix))
+        return pd.DataFrame({"raw": raw, "expected_low": low, "expected_high": high, "contributor": contributor},
+                            index=frame.index)
 
-    def _levelled(self, raw):
-        """With ``bounded_by_range``: the higher of the two levels, a row whose out-of-range level is the higher explained
-        by that metric and its range in the history."""
-        if not self.bounded_by_range:
-            return super()._levelled(raw)
-        distance, metric = raw.pop("beyond_range").to_numpy(dtype=float), raw.pop("beyond_metric").to_numpy()
-        scored = super()._levelled(raw)
-        beyond = self.beyond_range.calibration.level(distance)
-        higher = beyond > scored["score"].to_numpy()
-        if higher.any():
-            metric = metric[higher]
-            scored.loc[higher, "score"] = beyond[higher]
-            scored.loc[higher, "contributor"] = metric
-            scored.loc[higher, "expected_low"] = self.beyond_range.low[metric].to_numpy()
-            scored.loc[higher, "expected_high"] = self.beyond_range.high[metric].to_numpy()
-        return scored
+    def _learned_metrics(self, frame: pd.DataFrame) -> list[str]:
+        return [metric for metric in metric_columns(frame) if metric not in self._not_learned]
 
 
 def _typical_ranges(frame: pd.DataFrame, metric_per_row: np.ndarray, window: int = 60) -> tuple[np.ndarray, np.ndarray]:
@@ -822,9 +797,12 @@ class IsolationForestDetector(FeatureModelDetector):
     """Isolation: how few random splits set the row apart (shorter path, more anomalous)."""
 
     name, family = "isolation_forest", "isolation"
-    # a tree's splits lie within the range of the rows it grew on: a row beyond it lands in the leaf of the
-    # history's extremes, and a metric that never varied (an error rate at zero) has no split at all
-    bounded_by_range = True
+
+    def _fit(self, history):
+        super()._fit(history)
+        # a tree's splits lie within the range of the rows it grew on: a row beyond it lands in the leaf of the
+        # history's extremes, and a metric that never varied (an error rate at zero) has no split at all
+        self.beyond_range = BeyondRange.fit(history, self._learned_metrics(history), f"{self.name} fitted on {len(history)} rows")
 
     def _fit_model(self, matrix):
         from sklearn.ensemble import IsolationForest
@@ -833,6 +811,26 @@ class IsolationForestDetector(FeatureModelDetector):
 
     def _model_raw(self, matrix):
         return -self.model.score_samples(matrix)
+
+    def _raw(self, frame):
+        raw = super()._raw(frame)
+        raw["beyond_range"], raw["beyond_metric"] = self.beyond_range.furthest(frame)  # taken out again by _levelled
+        return raw
+
+    def _levelled(self, raw):
+        """The higher of the forest's level and ``BeyondRange``'s; a row whose out-of-range level is the higher is
+        explained by that metric and its range in the history."""
+        distance, metric = raw.pop("beyond_range").to_numpy(dtype=float), raw.pop("beyond_metric").to_numpy()
+        scored = super()._levelled(raw)
+        beyond = self.beyond_range.calibration.level(distance)
+        higher = beyond > scored["score"].to_numpy()
+        if higher.any():
+            metric = metric[higher]
+            scored.loc[higher, "score"] = beyond[higher]
+            scored.loc[higher, "contributor"] = metric
+            scored.loc[higher, "expected_low"] = self.beyond_range.low[metric].to_numpy()
+            scored.loc[higher, "expected_high"] = self.beyond_range.high[metric].to_numpy()
+        return scored
 
 
 class KnnDistanceDetector(FeatureModelDetector):
