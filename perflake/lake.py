@@ -158,6 +158,19 @@ def append(df: DataFrame, config: Config, layer: str, table: str, txn: tuple[str
     writer.save(table_path(config, layer, table))
 
 
+def replace_rows(df: DataFrame, config: Config, layer: str, table: str, matching: dict[str, str],
+                 partition_by: list[str]) -> None:
+    """Replace the table's rows whose columns hold the values of ``matching`` by ``df`` (creating the table).
+
+    One Delta commit (``replaceWhere``): a failed write leaves the rows as they were, and rows
+    not matching are untouched. A row of ``df`` that does not match is refused by Delta, so a
+    rebuild cannot spill into another slice's rows.
+    """
+    condition = " AND ".join(f"`{column}` = '{value.replace(chr(39), chr(39) * 2)}'" for column, value in matching.items())
+    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", condition).partitionBy(*partition_by)
+    writer.save(table_path(config, layer, table))
+
+
 def _merge(
     df: DataFrame, config: Config, layer: str, table: str, keys: list[str], partition_column: str, partitions: list | None,
     update: bool, target_filter: Column | None = None,

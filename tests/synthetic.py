@@ -40,3 +40,9 @@ def with_anomaly(kind: str, seed: int = 0) -> pd.DataFrame:
         raise ValueError(kind)
     frame["value"] = values
     return frame
+
+
+def gold_rows(frame: pd.DataFrame, **source) -> pd.DataFrame:
+    """A wide frame of one source as the gold rollups hold it: one row per minute and metric, gaps left out."""
+    long = frame.rename(columns={"timestamp": "window_at"}).melt("window_at", var_name="metric", value_name="mean_value")
+    return long.dropna(subset=["mean_value"]).assign(**source)

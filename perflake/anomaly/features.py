@@ -6,8 +6,11 @@ into feature columns ``<metric>__<feature>``, plus calendar columns and, for sev
 cross-series columns. A feature at row t reads only rows up to t: rolling statistics describe
 the rows before t, so the current value is compared with its past, never with its future.
 
-On Spark, ``spark_features`` runs the same function once per series (``applyInPandas``), so a
-model trained on features from a notebook sees the same numbers from a gold table.
+Gold holds metrics long (one row per source, minute and metric): ``source_features`` puts one
+source's metrics side by side, computes its features and gives them back long, and on Spark
+``spark_features`` runs it once per source (``applyInPandas``), so a model trained on features
+from a notebook sees the same numbers as the feature table built from gold
+(``jobs/metric_features.py``).
 """
 
 from __future__ import annotations
@@ -204,29 +207,45 @@ def compute_features(frame: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFra
     return result
 
 
-def spark_features(df, feature_set: FeatureSet, keys: list[str], metrics: list[str], time_column: str = "timestamp"):
-    """The same features on a Spark DataFrame, one pandas call per series (``keys``), in time order."""
+def source_features(rows: pd.DataFrame, feature_set: FeatureSet, time_column: str = "window_at",
+                    metric_column: str = "metric", value_column: str = "mean_value") -> pd.DataFrame:
+    """Features of one source from long rows (one per time and metric, as the gold rollups hold them), long too.
+
+    The source's metrics are put side by side in time order and go through ``compute_features``.
+    One row per time and feature: ``time_column``, ``feature_set`` (its key, e.g.
+    ``detector_features.v1``), ``metric`` (none for the source's calendar and cross-series
+    features), ``feature`` and ``value`` (a calendar flag as 0 or 1). A feature not defined at a
+    time (its window still filling, its metric not measured) has no row. Two values for one time
+    and metric are an error naming them, not a silent pick.
+    """
+    repeated = rows[rows.duplicated([time_column, metric_column])]
+    if len(repeated):
+        raise ValueError(f"more than one {value_column} for {metric_column} {repeated[metric_column].iloc[0]!r} "
+                         f"at {repeated[time_column].iloc[0]}: a source's features need one value per time and metric")
+    series = rows.pivot(index=time_column, columns=metric_column, values=value_column).rename_axis(columns=None)
+    features = compute_features(series.rename_axis(index="timestamp").reset_index(), feature_set).astype(float)
+    per_metric = {f"{metric}__{feature.name}": (metric, feature.name)
+                  for metric in series.columns for feature in feature_set.features}
+    long = features.set_axis(series.index).reset_index().melt(time_column, var_name="column").dropna(subset=["value"])
+    named = long["column"].map(lambda column: per_metric.get(column, (None, column)))
+    return pd.DataFrame({time_column: long[time_column], "feature_set": feature_set.key, "metric": named.str[0],
+                         "feature": named.str[1], "value": long["value"]}).reset_index(drop=True)
+
+
+def spark_features(rows, feature_set: FeatureSet, keys: list[str], time_column: str = "window_at",
+                   metric_column: str = "metric", value_column: str = "mean_value"):
+    """``source_features`` on Spark: one pandas call per source (``keys``, e.g. service, endpoint, host), the keys kept."""
     from pyspark.sql import types as T
 
-    sample = compute_features(_empty_sample(metrics), feature_set)
-    key_fields = [df.schema[key] for key in keys]
-    feature_fields = [T.StructField(name, T.BooleanType() if pd.api.types.is_bool_dtype(dtype) else T.DoubleType())
-                      for name, dtype in sample.dtypes.items()]
-    schema = T.StructType([*key_fields, T.StructField(time_column, T.TimestampType()), *feature_fields])
-    numeric = {name: float for name, dtype in sample.dtypes.items() if not pd.api.types.is_bool_dtype(dtype)}
+    schema = T.StructType([*(rows.schema[key] for key in keys), T.StructField(time_column, T.TimestampType()),
+                           T.StructField("feature_set", T.StringType()), T.StructField("metric", T.StringType()),
+                           T.StructField("feature", T.StringType()), T.StructField("value", T.DoubleType())])
 
-    def per_series(pdf: pd.DataFrame) -> pd.DataFrame:
-        pdf = pdf.sort_values(time_column).reset_index(drop=True)
-        series = pdf[[time_column, *metrics]].rename(columns={time_column: "timestamp"})
-        features = compute_features(series, feature_set).astype(numeric)
-        return pd.concat([pdf[[*keys, time_column]], features], axis=1)
+    def per_source(source: pd.DataFrame) -> pd.DataFrame:
+        features = source_features(source, feature_set, time_column, metric_column, value_column)
+        return features.assign(**{key: source[key].iloc[0] for key in keys})[schema.fieldNames()]
 
-    return df.select(*keys, time_column, *metrics).groupBy(*keys).applyInPandas(per_series, schema)
-
-
-def _empty_sample(metrics: list[str]) -> pd.DataFrame:
-    timestamps = pd.Series(pd.date_range("2026-01-05", periods=3, freq="min", tz="UTC"))
-    return pd.DataFrame({"timestamp": timestamps, **{m: [1.0, 2.0, 3.0] for m in metrics}})
+    return rows.select(*keys, time_column, metric_column, value_column).groupBy(*keys).applyInPandas(per_source, schema)
 
 
 # The feature set the model-based detectors read (a new version when its features change).
@@ -241,3 +260,20 @@ DETECTOR_FEATURES = FeatureSet(
         Feature("seasonal_z"),
     ),
 )
+
+FEATURE_SETS = {feature_set.key: feature_set for feature_set in (DETECTOR_FEATURES,)}
+METRIC_SOURCE = ("service", "endpoint", "host")  # a metric rollup's source: a service endpoint or a host
+
+
+def metric_features(rollups, feature_set: FeatureSet, rollup_column: str = "mean_value"):
+    """gold.metric_rollups_1m -> gold.metric_features_1m: ``feature_set`` of each source's metrics, minute by minute.
+
+    ``rollup_column`` is the rollup the features are of (the minute's mean, p95, error rate...);
+    the rows say which, beside the feature set's key.
+    """
+    from pyspark.sql import functions as F
+
+    if rollup_column not in rollups.columns:
+        raise ValueError(f"the rollups have no column {rollup_column!r}; they have {', '.join(rollups.columns)}")
+    features = spark_features(rollups, feature_set, list(METRIC_SOURCE), "window_at", "metric", rollup_column)
+    return features.select("*", F.lit(rollup_column).alias("rollup_column"), F.to_date("window_at").alias("window_date"))

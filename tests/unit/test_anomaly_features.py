@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perflake.anomaly.features import DETECTOR_FEATURES, Feature, FeatureSet, compute_features, seasonal_z, spark_features
+from perflake.anomaly.features import (DETECTOR_FEATURES, Feature, FeatureSet, compute_features, metric_features, seasonal_z,
+                                       source_features, spark_features)
 from tests import synthetic as syn
 
 EVERY_KIND = FeatureSet(
@@ -64,13 +65,48 @@ def test_an_unknown_feature_or_a_frame_without_metrics_is_an_error():
         compute_features(syn.clean(rows=10)[["timestamp"]], DETECTOR_FEATURES)
 
 
-def test_spark_computes_the_same_features_per_series(spark):
-    a, b = host(200), host(150).assign(value=lambda f: f["value"] + 50)
-    rows = pd.concat([a.assign(host="a"), b.assign(host="b")]).sample(frac=1.0, random_state=0)  # Spark sees them unordered
-    result = spark_features(spark.createDataFrame(rows), EVERY_KIND, ["host"], ["value", "memory"]).toPandas()
+def test_a_sources_long_rows_get_the_features_of_its_metrics_side_by_side():
+    frame = host(200)
+    frame.loc[50:59, "memory"] = np.nan  # a gap in one metric: its minutes have no memory row
+    got = source_features(syn.gold_rows(frame).sample(frac=1.0, random_state=0), EVERY_KIND)  # rows in any order
+    expected = compute_features(frame, EVERY_KIND).astype(float).set_axis(frame["timestamp"])
+    assert set(got["feature_set"]) == {"every_kind.v1"}
+    assert got.loc[got["feature"] == "robust_z_12", "metric"].value_counts().to_dict() == {
+        "value": expected["value__robust_z_12"].notna().sum(), "memory": expected["memory__robust_z_12"].notna().sum()}
+    assert got.loc[got["feature"].isin(["hour_sin", "cross__n_over_3"]), "metric"].isna().all()  # the source's own
+    column = np.where(got["metric"].isna(), got["feature"], got["metric"] + "__" + got["feature"])
+    wide = got.assign(column=column).pivot(index="window_at", columns="column", values="value")
+    pd.testing.assert_frame_equal(wide.reindex(index=expected.index, columns=expected.columns), expected,
+                                  check_names=False, rtol=1e-12)
+
+
+def test_two_values_for_one_minute_and_metric_are_refused_by_name():
+    rows = syn.gold_rows(host(20))
+    with pytest.raises(ValueError, match="more than one mean_value for metric 'memory' at 2026"):
+        source_features(pd.concat([rows, rows[rows["metric"] == "memory"].iloc[[3]]]), EVERY_KIND)
+
+
+def test_spark_computes_the_same_features_per_source(spark):
+    a, b = host(200), host(150).assign(value=lambda f: f["value"] + 50)[["timestamp", "value"]]
+    rows = pd.concat([syn.gold_rows(a, host="a"), syn.gold_rows(b, host="b")]).sample(frac=1.0, random_state=0)
+    result = spark_features(spark.createDataFrame(rows), EVERY_KIND, ["host"]).toPandas()
     for name, frame in (("a", a), ("b", b)):
-        expected = compute_features(frame, EVERY_KIND)
-        got = result[result["host"] == name].sort_values("timestamp").reset_index(drop=True)
-        for column in expected.columns:
-            np.testing.assert_allclose(got[column].astype(float), expected[column].astype(float), rtol=1e-9, equal_nan=True,
-                                       err_msg=column)
+        expected = source_features(syn.gold_rows(frame), EVERY_KIND).assign(host=name)
+        got = result[result["host"] == name]
+        order = ["window_at", "feature", "metric"]
+        pd.testing.assert_frame_equal(got[expected.columns].sort_values(order, na_position="first").reset_index(drop=True),
+                                      expected.sort_values(order, na_position="first").reset_index(drop=True),
+                                      check_dtype=False, rtol=1e-12)
+
+
+def test_the_feature_table_says_which_rollup_its_features_are_of(spark):
+    rows = syn.gold_rows(host(30), service="host", endpoint=None, host="a").assign(p95_value=lambda f: f["mean_value"] * 2)
+    rollups = spark.createDataFrame(rows, "window_at TIMESTAMP, metric STRING, mean_value DOUBLE, service STRING, "
+                                          "endpoint STRING, host STRING, p95_value DOUBLE")
+    features = metric_features(rollups, EVERY_KIND, "p95_value").toPandas()
+    assert set(features["rollup_column"]) == {"p95_value"} and set(features["service"]) == {"host"}
+    assert (features["window_date"] == features["window_at"].dt.date).all()
+    lag = features[(features["metric"] == "value") & (features["feature"] == "lag_12")].sort_values("window_at")
+    assert lag["value"].iloc[0] == pytest.approx(rows[rows["metric"] == "value"]["p95_value"].iloc[0])
+    with pytest.raises(ValueError, match="no column 'p99'; they have window_at, metric"):
+        metric_features(rollups, EVERY_KIND, "p99")

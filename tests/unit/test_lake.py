@@ -1,9 +1,10 @@
 """The lake: its insert of new keys (what it skips, what a replay does, what its filter promises),
-stream ids, and SQL by name without Spark."""
+replacing a slice of rows, stream ids, and SQL by name without Spark."""
 
 from datetime import datetime, timezone
 
 import pytest
+from pyspark.errors import AnalysisException
 from pyspark.sql import functions as F
 
 from perflake import lake
@@ -30,6 +31,22 @@ def test_insert_new_adds_only_unseen_keys_within_the_stored_rows_it_is_told_to_c
     # only stored rows meeting the filter are compared: the caller vouches for the rest
     lake.insert_new(frame([("b", 5.0)]), config, "silver", "events", ["event_id"], "event_date", dates, F.col("t.value") > 2.5)
     assert stored(spark, config) == [("a", 1.0), ("b", 2.0), ("b", 5.0), ("c", 3.0)]
+
+
+def test_replace_rows_replaces_its_slice_only_and_refuses_rows_outside_it(spark, tmp_path):
+    config = make_config("local", tmp_path)
+    frame = lambda rows: spark.createDataFrame(rows, "part STRING, n INT")  # noqa: E731
+
+    def table() -> list[tuple]:
+        return sorted(tuple(row) for row in lake.read_table(spark, config, "gold", "slices").collect())
+
+    lake.replace_rows(frame([("a", 1), ("a", 2)]), config, "gold", "slices", {"part": "a"}, ["part"])  # creates it
+    lake.replace_rows(frame([("b", 3)]), config, "gold", "slices", {"part": "b"}, ["part"])
+    lake.replace_rows(frame([("a", 4)]), config, "gold", "slices", {"part": "a"}, ["part"])
+    assert table() == [("a", 4), ("b", 3)]
+    with pytest.raises(AnalysisException, match="DELTA_REPLACE_WHERE_MISMATCH"):
+        lake.replace_rows(frame([("a", 5), ("b", 6)]), config, "gold", "slices", {"part": "a"}, ["part"])
+    assert table() == [("a", 4), ("b", 3)]  # the refused write changed nothing
 
 
 def test_a_stream_keeps_its_id_across_restarts_and_a_new_checkpoint_gets_a_new_one(spark, tmp_path):

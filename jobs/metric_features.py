@@ -1,0 +1,51 @@
+"""Build gold.metric_features_1m: a feature set of every source's metrics, minute by minute, from gold.metric_rollups_1m.
+
+    perflake submit jobs/metric_features.py [--feature-set detector_features.v1] [--rollup-column mean_value]
+
+One row per source (service endpoint or host), minute and feature, computed point in time by the
+code the detectors and notebooks use on pandas (perflake.anomaly.features), so a model trained
+on either sees the same numbers. Each run rebuilds the feature set's rows of that rollup column
+from the whole of gold (a seasonal feature reads every earlier minute of its slot), in one Delta
+commit. Data on failure: the table keeps the rows of the last run that finished; other feature
+sets' and rollup columns' rows are never touched.
+"""
+
+import argparse
+import time
+
+from perflake import lake
+from perflake.anomaly.features import FEATURE_SETS, metric_features
+from perflake.config import get_config
+from perflake.spark import get_spark
+
+SOURCE, TABLE = "metric_rollups_1m", "metric_features_1m"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--feature-set", default="detector_features.v1", choices=sorted(FEATURE_SETS))
+    parser.add_argument("--rollup-column", default="mean_value", help="the rollup the features are of (default: %(default)s)")
+    args = parser.parse_args(argv)
+    config = get_config()
+    spark = get_spark(config, app_name="perflake-metric-features")
+    try:
+        if not lake.table_exists(spark, config, "gold", SOURCE):
+            raise SystemExit(f"gold.{SOURCE} does not exist at {lake.table_path(config, 'gold', SOURCE)}: "
+                             "run the pipeline first (make run)")
+        started = time.monotonic()
+        rollups = lake.read_table(spark, config, "gold", SOURCE)
+        print(f"gold.{SOURCE}: {rollups.count()} rows; computing {args.feature_set} of {args.rollup_column} ...", flush=True)
+        features = metric_features(rollups, FEATURE_SETS[args.feature_set], args.rollup_column)
+        lake.replace_rows(features, config, "gold", TABLE, {"feature_set": args.feature_set, "rollup_column": args.rollup_column},
+                          ["feature_set", "rollup_column", "window_date"])
+        lake.register_tables(spark, config, "gold", [TABLE])
+        written = lake.read_table(spark, config, "gold", TABLE).where(
+            f"feature_set = '{args.feature_set}' AND rollup_column = '{args.rollup_column}'")
+        print(f"gold.{TABLE}: {written.count()} rows of {args.feature_set} ({args.rollup_column}) "
+              f"in {time.monotonic() - started:.0f} s", flush=True)
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()
