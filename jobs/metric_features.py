@@ -41,8 +41,12 @@ def main(argv: list[str] | None = None) -> None:
         lake.register_tables(spark, config, "gold", [TABLE])
         written = lake.read_table(spark, config, "gold", TABLE).where(
             f"feature_set = '{args.feature_set}' AND rollup_column = '{args.rollup_column}'")
-        print(f"gold.{TABLE}: {written.count()} rows of {args.feature_set} ({args.rollup_column}) "
+        count = written.count()
+        print(f"gold.{TABLE}: {count} rows of {args.feature_set} ({args.rollup_column}) "
               f"in {time.monotonic() - started:.0f} s", flush=True)
+        if not count:
+            print("no feature is defined yet: a feature's window needs minutes of history before it "
+                  "(the main job's feed spans about one minute; see docs/pipeline.md for a longer one)", flush=True)
     finally:
         spark.stop()
 
