@@ -738,15 +738,14 @@ class FeatureModelDetector(Detector):
         self.context_rows = max(feature.window for feature in feature_set.features) + 1
 
     def features(self, frame: pd.DataFrame) -> pd.DataFrame:
-        features = compute_features(frame, self.feature_set)
-        return features.replace([np.inf, -np.inf], np.nan).fillna(0.0).clip(-50, 50)
+        """The feature set's values, missing where a feature is not defined (its window still filling, a gap)."""
+        return compute_features(frame, self.feature_set).replace([np.inf, -np.inf], np.nan)
 
     def _fit(self, history):
-        self._keep_not_learned(history, measured_too_little(history, metric_columns(history)))
         features = self.features(history)
-        # a metric the history barely measured has features mostly missing (read as 0) there: its rows would all be far out
-        self.columns = [column for column in features.columns if contributing_metric(column) not in self._not_learned]
-        features = features[self.columns]
+        self.columns, refused = self._learnable(history, features)
+        self._keep_not_learned(history, refused)
+        features = self._filled(features)
         self.centre = features.median()
         self.scale = (features - self.centre).abs().median() * MAD_TO_SIGMA + 1e-3
         matrix = self._matrix(features)
@@ -754,8 +753,35 @@ class FeatureModelDetector(Detector):
             matrix = matrix[np.random.default_rng(self.seed).choice(len(matrix), self.max_fit_rows, replace=False)]
         self._fit_model(matrix)
 
+    def _filled(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The learned features, a feature not defined at a row read as 0, each clipped to +-50."""
+        return features[self.columns].fillna(0.0).clip(-50, 50)
+
+    def _learnable(self, history: pd.DataFrame, features: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+        """The features defined on more than half the fit rows, and the metrics left without one (with why).
+
+        A feature not defined at a row reads as 0. Where that is half the rows or more, its median
+        and spread are the fill's, so the model would take it for a constant and alert on nearly
+        every row once it is defined: a metric that began late in the history, one measured
+        sparsely, a seasonal feature whose slot recurs too seldom in a short history (by hour of
+        week, hourly rows need three weeks). Such a feature is left out until a refit has enough
+        of it; a metric with no feature left is not learned, like one ``measured_too_little``.
+        """
+        metrics = metric_columns(history)
+        refused = measured_too_little(history, metrics)
+        needed = max(MIN_CALIBRATION_ROWS, len(history) // 2 + 1)
+        defined = features.notna().sum()
+        columns = [column for column in features.columns
+                   if contributing_metric(column) not in refused and defined[column] >= needed]
+        learned = {contributing_metric(column) for column in columns}
+        for metric in [metric for metric in metrics if metric not in refused and metric not in learned]:
+            most = max(defined[column] for column in features.columns if contributing_metric(column) == metric)
+            refused[metric] = (f"none of its features is defined on more than half the {len(history)} fit rows "
+                               f"(at most {most}: a feature reads up to {self.context_rows - 1} rows before it)")
+        return columns, refused
+
     def _matrix(self, features: pd.DataFrame) -> np.ndarray:
-        return ((features[self.columns] - self.centre) / self.scale).to_numpy(dtype=float)
+        return ((features - self.centre) / self.scale).to_numpy(dtype=float)
 
     @abstractmethod
     def _fit_model(self, matrix: np.ndarray) -> None: ...
@@ -768,7 +794,7 @@ class FeatureModelDetector(Detector):
         return np.abs(matrix)
 
     def _raw(self, frame):
-        matrix = self._matrix(self.features(frame))
+        matrix = self._matrix(self._filled(self.features(frame)))
         top = self._contributions(matrix).argmax(axis=1)
         contributor = np.asarray(self.columns, dtype=object)[top]
         metric = np.array([contributing_metric(name) for name in contributor], dtype=object)

@@ -16,6 +16,7 @@ from tests import synthetic as syn
 SEASON_BLIND = {"median_mad", "ewma_control", "sequence_surprise"}
 # the detectors that read only the rows before each row: nothing to learn of a metric from the history
 LEARN_AS_THEY_GO = ("median_mad", "ewma_control", "holt_winters", "cusum")
+FEATURE_MODELS = ("isolation_forest", "knn_distance", "one_class_svm", "pca_reconstruction")
 
 
 def scores(name: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -36,9 +37,13 @@ def test_no_alert_on_clean_seasonal_data(name):
         assert (levels >= FIXED_LEVEL).sum() == 0, f"seed {seed}: highest level {levels.max():.2f}"
 
 
-@pytest.mark.parametrize(
-    "name,kind", [(n, k) for n in DETECTORS for k in syn.KINDS if not (k == "seasonal_break" and n in SEASON_BLIND)]
-)
+# pca_reconstruction saw the slow drift through its seasonal feature only while that feature was scaled by its fill: in
+# 20 days of 30-minute rows the seasonal z by hour of week is defined on 456 of the 960 fit rows, so it is left out now
+UNSEEN = {("pca_reconstruction", "drift")}
+
+
+@pytest.mark.parametrize("name,kind", [(n, k) for n in DETECTORS for k in syn.KINDS
+                                       if not (k == "seasonal_break" and n in SEASON_BLIND) and (n, k) not in UNSEEN])
 def test_the_anomaly_scores_above_every_normal_row(name, kind):
     level = scores(name, syn.with_anomaly(kind))["score"].to_numpy()
     during = level[syn.START : syn.START + syn.LENGTH].max()
@@ -224,20 +229,40 @@ def test_a_metric_first_measured_after_the_fit_raises_no_alert_until_it_is_learn
             f"measured on {rows_before} rows of the fit history, fewer than the 10 it takes to learn")
 
 
-# motif_novelty learns shapes from the first half of a refit's history, where latency was not measured yet
+# the refit's history measured latency on more than half its rows, as the feature models need (below);
+# motif_novelty's windows of 8 rows hold the spike for 8 rows and peak on one of the later ones
 @pytest.mark.parametrize("name", [n for n in DETECTORS if n not in (*LEARN_AS_THEY_GO, "motif_novelty")])
 def test_a_metric_first_measured_after_the_fit_is_learned_at_the_next_refit(name):
     frame = reported_after_the_fit(syn.clean())
-    frame.loc[syn.START, "latency"] += 60
-    refit_at = syn.START - 200
+    refit_at, spike = 2150, 2300
+    frame.loc[spike, "latency"] += 60
     detector = make_detector(name).fit(frame.iloc[: syn.FIT_ROWS])
     detector.update(frame.iloc[syn.FIT_ROWS : refit_at])
     detector.refit(frame.iloc[:refit_at])
     assert detector.metrics_not_learned() == {}
     after = detector.update(frame.iloc[refit_at:])
     peak = after["score"].idxmax()
-    assert peak in (syn.START, syn.START + 1)  # feature models see the spike in its difference a row later too
+    assert peak in (spike, spike + 1)  # feature models see the spike in its difference a row later too
     assert contributing_metric(after.loc[peak, "contributor"]) == "latency"
+
+
+# A feature not defined at a row reads as 0 to a feature model: where that was half the fit rows or more, the model took
+# the feature for a constant and put nearly every row at the alert level once it was defined (before 2026-12-06).
+@pytest.mark.parametrize("name,rows_before", [(n, rows) for n in FEATURE_MODELS for rows in (30, 300)])
+def test_a_feature_model_leaves_out_a_metric_the_history_measured_on_half_its_rows_or_fewer(name, rows_before):
+    frame = reported_after_the_fit(syn.clean(), rows_before)
+    detector = make_detector(name).fit(frame.iloc[: syn.FIT_ROWS])
+    levels = detector.score(frame)["score"].to_numpy()[syn.FIT_ROWS :]
+    assert (levels >= FIXED_LEVEL).sum() == 0, f"highest level {levels.max():.2f}"
+    assert "none of its features is defined on more than half the 960 fit rows" in detector.metrics_not_learned()["latency"]
+
+
+@pytest.mark.parametrize("name", FEATURE_MODELS)
+def test_a_seasonal_feature_the_history_was_too_short_to_define_does_not_flood_a_feature_model_when_it_is(name):
+    # hourly rows: a slot of the hour of the week recurs once a week, so its seasonal z needs three weeks of history
+    hourly = syn.clean(seed=4).assign(timestamp=lambda f: pd.date_range("2026-01-05", periods=len(f), freq="h", tz="UTC"))
+    levels = make_detector(name).fit(hourly.iloc[:400]).score(hourly)["score"].to_numpy()[400:]
+    assert (levels >= FIXED_LEVEL).mean() < 0.01, f"{(levels >= FIXED_LEVEL).sum()} of {len(levels)} rows at the alert level"
 
 
 @pytest.mark.parametrize("name", [name for name in DETECTORS if name not in LEARN_AS_THEY_GO])
