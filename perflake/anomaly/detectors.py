@@ -763,9 +763,10 @@ class FeatureModelDetector(Detector):
         A feature not defined at a row reads as 0. Where that is half the rows or more, its median
         and spread are the fill's, so the model would take it for a constant and alert on nearly
         every row once it is defined: a metric that began late in the history, one measured
-        sparsely, a seasonal feature whose slot recurs too seldom in a short history (by hour of
-        week, hourly rows need three weeks). Such a feature is left out until a refit has enough
-        of it; a metric with no feature left is not learned, like one ``measured_too_little``.
+        sparsely, a seasonal feature whose slot recurs too seldom in a short history (an hour of the
+        week recurs weekly in hourly rows, and the seasonal z needs three earlier rows of its slot).
+        Such a feature is left out until a refit has enough of it; a metric with no feature left is
+        not learned, like one ``measured_too_little``.
         """
         metrics = metric_columns(history)
         refused = measured_too_little(history, metrics)
@@ -776,8 +777,7 @@ class FeatureModelDetector(Detector):
         learned = {contributing_metric(column) for column in columns}
         for metric in [metric for metric in metrics if metric not in refused and metric not in learned]:
             most = max(defined[column] for column in features.columns if contributing_metric(column) == metric)
-            refused[metric] = (f"none of its features is defined on more than half the {len(history)} fit rows "
-                               f"(at most {most}: a feature reads up to {self.context_rows - 1} rows before it)")
+            refused[metric] = f"none of its features is defined on more than half the {len(history)} fit rows (at most {most})"
         return columns, refused
 
     def _matrix(self, features: pd.DataFrame) -> np.ndarray:
