@@ -166,9 +166,14 @@ def replace_rows(df: DataFrame, config: Config, layer: str, table: str, matching
     not matching are untouched. A row of ``df`` that does not match is refused by Delta, so a
     rebuild cannot spill into another slice's rows.
     """
-    condition = " AND ".join(f"`{column}` = '{value.replace(chr(39), chr(39) * 2)}'" for column, value in matching.items())
+    condition = " AND ".join(f"`{column}` = {_sql_string(value)}" for column, value in matching.items())
     writer = df.write.format("delta").mode("overwrite").option("replaceWhere", condition).partitionBy(*partition_by)
     writer.save(table_path(config, layer, table))
+
+
+def _sql_string(value: str) -> str:
+    """``value`` as a SQL string literal (a quote in it doubled)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _merge(
