@@ -36,12 +36,10 @@ def main(argv: list[str] | None = None) -> None:
         rollups = lake.read_table(spark, config, "gold", SOURCE)
         print(f"gold.{SOURCE}: {rollups.count()} rows; computing {args.feature_set} of {args.rollup_column} ...", flush=True)
         features = metric_features(rollups, FEATURE_SETS[args.feature_set], args.rollup_column)
-        lake.replace_rows(features, config, "gold", TABLE, {"feature_set": args.feature_set, "rollup_column": args.rollup_column},
-                          ["feature_set", "rollup_column", "window_date"])
+        rebuilt = {"feature_set": args.feature_set, "rollup_column": args.rollup_column}
+        lake.replace_rows(features, config, "gold", TABLE, rebuilt, [*rebuilt, "window_date"])
         lake.register_tables(spark, config, "gold", [TABLE])
-        written = lake.read_table(spark, config, "gold", TABLE).where(
-            f"feature_set = '{args.feature_set}' AND rollup_column = '{args.rollup_column}'")
-        count = written.count()
+        count = lake.read_rows(spark, config, "gold", TABLE, rebuilt).count()
         print(f"gold.{TABLE}: {count} rows of {args.feature_set} ({args.rollup_column}) "
               f"in {time.monotonic() - started:.0f} s", flush=True)
         if not count:

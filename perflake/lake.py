@@ -166,14 +166,18 @@ def replace_rows(df: DataFrame, config: Config, layer: str, table: str, matching
     not matching are untouched. A row of ``df`` that does not match is refused by Delta, so a
     rebuild cannot spill into another slice's rows.
     """
-    condition = " AND ".join(f"`{column}` = {_sql_string(value)}" for column, value in matching.items())
-    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", condition).partitionBy(*partition_by)
+    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", _slice(matching)).partitionBy(*partition_by)
     writer.save(table_path(config, layer, table))
 
 
-def _sql_string(value: str) -> str:
-    """``value`` as a SQL string literal (a quote in it doubled)."""
-    return "'" + value.replace("'", "''") + "'"
+def read_rows(spark: SparkSession, config: Config, layer: str, table: str, matching: dict[str, str]) -> DataFrame:
+    """The table's rows whose columns hold the values of ``matching`` (the slice ``replace_rows`` writes)."""
+    return read_table(spark, config, layer, table).where(_slice(matching))
+
+
+def _slice(matching: dict[str, str]) -> str:
+    """The SQL condition on the columns of ``matching`` holding its values (a quote in a value doubled)."""
+    return " AND ".join(f"`{column}` = '" + value.replace("'", "''") + "'" for column, value in matching.items())
 
 
 def _merge(

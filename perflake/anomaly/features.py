@@ -262,7 +262,6 @@ DETECTOR_FEATURES = FeatureSet(
 )
 
 FEATURE_SETS = {feature_set.key: feature_set for feature_set in (DETECTOR_FEATURES,)}
-METRIC_SOURCE = ("service", "endpoint", "host")  # a metric rollup's source: a service endpoint or a host
 
 
 def metric_features(rollups, feature_set: FeatureSet, rollup_column: str = "mean_value"):
@@ -272,6 +271,8 @@ def metric_features(rollups, feature_set: FeatureSet, rollup_column: str = "mean
     the rows say which, beside the feature set's key.
     """
     from pyspark.sql import functions as F
+
+    from perflake.pipeline.gold import METRIC_SOURCE
 
     if rollup_column not in rollups.columns:
         raise ValueError(f"the rollups have no column {rollup_column!r}; they have {', '.join(rollups.columns)}")

@@ -17,6 +17,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 PERCENTILES = (0.5, 0.95, 0.99)
+METRIC_SOURCE = ("service", "endpoint", "host")  # a metric rollup's source: a service endpoint or a host
 TRADING_DAY_SPAN = timedelta(hours=25)  # a day in a time zone lasts 23 to 25 hours
 
 
@@ -56,7 +57,7 @@ def metric_rollups(metrics: DataFrame, unit: str, accuracy: int) -> DataFrame:
     """silver.metrics -> one row per metric per source (service, endpoint, host) per ``unit`` window."""
     seconds = {"minute": 60, "hour": 3600}[unit]
     windowed = metrics.withColumn("window_at", F.date_trunc(unit, "event_at"))
-    rolled = windowed.groupBy("metric", "service", "endpoint", "host", "window_at").agg(
+    rolled = windowed.groupBy("metric", *METRIC_SOURCE, "window_at").agg(
         F.first("unit").alias("unit"),
         F.count("*").alias("n_samples"),
         F.sum("value").alias("sum_value"),
@@ -213,14 +214,14 @@ def gold_tables(accuracy: int, timezone: str) -> list[GoldTable]:
     return [
         GoldTable(
             "metric_rollups_1m", "one row per metric per source (service, endpoint, host) per minute", ("metrics",),
-            ("metric", "service", "endpoint", "host", "window_at"),
-            {**_columns("metric", "service", "endpoint", "host"), **minute},
+            ("metric", *METRIC_SOURCE, "window_at"),
+            {**_columns("metric", *METRIC_SOURCE), **minute},
             lambda metrics: metric_rollups(metrics, "minute", accuracy), "window_date", timedelta(minutes=1),
         ),
         GoldTable(
             "metric_rollups_1h", "one row per metric per source (service, endpoint, host) per hour", ("metrics",),
-            ("metric", "service", "endpoint", "host", "window_at"),
-            {**_columns("metric", "service", "endpoint", "host"), "window_at": F.date_trunc("hour", "event_at")},
+            ("metric", *METRIC_SOURCE, "window_at"),
+            {**_columns("metric", *METRIC_SOURCE), "window_at": F.date_trunc("hour", "event_at")},
             lambda metrics: metric_rollups(metrics, "hour", accuracy), "window_date", timedelta(hours=1),
         ),
         GoldTable(

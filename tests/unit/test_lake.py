@@ -44,6 +44,7 @@ def test_replace_rows_replaces_its_slice_only_and_refuses_rows_outside_it(spark,
     lake.replace_rows(frame([("b", 3)]), config, "gold", "slices", {"part": "b"}, ["part"])
     lake.replace_rows(frame([("a", 4)]), config, "gold", "slices", {"part": "a"}, ["part"])
     assert table() == [("a", 4), ("b", 3)]
+    assert [tuple(row) for row in lake.read_rows(spark, config, "gold", "slices", {"part": "b"}).collect()] == [("b", 3)]
     with pytest.raises(AnalysisException, match="DELTA_REPLACE_WHERE_MISMATCH"):
         lake.replace_rows(frame([("a", 5), ("b", 6)]), config, "gold", "slices", {"part": "a"}, ["part"])
     assert table() == [("a", 4), ("b", 3)]  # the refused write changed nothing
