@@ -126,7 +126,8 @@ def format_row(e: ev.Evaluation) -> str:
     incident_precision = _percent(events.incident_precision, events.alerts)  # no alert, nothing detected: 0/0
     return (f"{e.dataset:4s} {e.detector:18s} {protocol:9s} recall {recall}  precision {precision}  "
             f"F1 {events.f1:.3f}  incident precision {incident_precision}  "
-            f"({events.detected}/{events.events} events, {events.alerts} alerts){refused}{nab_part}{culprits}{speed}")
+            f"({events.detected}/{events.events} events, {events.alerts} alerts)  "
+            f"at level on {events.normal_rows_at_level_per_10k:.1f} per 10k unlabelled rows{refused}{nab_part}{culprits}{speed}")
 
 
 def _percent(share: float, of: int) -> str:

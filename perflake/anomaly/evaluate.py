@@ -3,7 +3,9 @@
 What is measured (``../shared/data/README.md``): event recall, the share of labelled anomalies
 with at least one alert inside; alert precision, the share of alerts inside a labelled anomaly;
 their F1, without point adjust; incident precision, which counts the alerts inside one anomaly
-once (a long anomaly that keeps alerting does not buy precision); on NAB also the NAB score of
+once (a long anomaly that keeps alerting does not buy precision); how many rows outside the
+labelled anomalies are at the alert level, per 10,000 (before the refractory rule below, which
+would show a detector that holds the alert level for days as one alert); on NAB also the NAB score of
 each profile; where the metrics at fault are labelled (SMD's interpretation labels), how often a
 true alert's contributor was one of them, beside the chance of naming one at random. The null
 (never fires) and random (uniform scores through the same alerting) baselines are always scored
@@ -75,6 +77,8 @@ class EventMetrics:
     culprit_alerts: int = 0  # true alerts in anomalies whose culprit metrics are labelled
     culprits_named: int = 0  # of those, alerts whose contributor is one of the culprits
     culprits_by_chance: float = 0.0  # the hits expected if each had named a metric at random
+    normal_rows: int = 0  # scored rows outside every labelled anomaly
+    normal_rows_at_level: int = 0  # of those, rows at the threshold or above, before the refractory rule
 
     @property
     def recall(self) -> float:
@@ -105,13 +109,19 @@ class EventMetrics:
         """The same share for a detector naming one of the series' metrics at random."""
         return _share(self.culprits_by_chance, self.culprit_alerts)
 
+    @property
+    def normal_rows_at_level_per_10k(self) -> float:
+        """How often the level is at the alert threshold where nothing is labelled: a flood shows here, not in ``alerts``."""
+        return 10_000 * _share(self.normal_rows_at_level, self.normal_rows)
+
     def __add__(self, other: EventMetrics) -> EventMetrics:
         return EventMetrics(*(mine + theirs for mine, theirs in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
 
     def as_dict(self, prefix: str = "") -> dict[str, float]:
         values = {f"{prefix}event_recall": self.recall, f"{prefix}alert_precision": self.precision, f"{prefix}f1": self.f1,
                   f"{prefix}incident_precision": self.incident_precision,
-                  f"{prefix}events": self.events, f"{prefix}alerts": self.alerts}
+                  f"{prefix}events": self.events, f"{prefix}alerts": self.alerts,
+                  f"{prefix}normal_rows_at_level_per_10k": self.normal_rows_at_level_per_10k}
         if self.culprit_alerts:
             values |= {f"{prefix}culprit_rate": self.culprit_rate, f"{prefix}culprit_chance": self.culprit_chance,
                        f"{prefix}culprit_alerts": self.culprit_alerts}
@@ -122,18 +132,25 @@ def _share(part: float, whole: float) -> float:
     return part / whole if whole else 0.0
 
 
-def event_metrics(segment: np.ndarray, alerts: np.ndarray) -> EventMetrics:
-    """``segment``: per row the index of the labelled anomaly it lies in, -1 outside (-2: not scored)."""
+def event_metrics(segment: np.ndarray, alerts: np.ndarray, at_level: np.ndarray | None = None) -> EventMetrics:
+    """``segment``: per row the index of the labelled anomaly it lies in, -1 outside (-2: not scored).
+
+    ``at_level``: the rows at the threshold before the refractory rule (None: the alerts are all of them).
+    """
     scored = segment != nab.PROBATION
     fired = np.asarray(alerts, dtype=bool) & scored
     inside = fired & (segment >= 0)
     events = len(np.unique(segment[scored & (segment >= 0)]))
-    return EventMetrics(events, len(np.unique(segment[inside])), int(fired.sum()), int(inside.sum()))
+    normal = scored & (segment < 0)
+    at_level = fired if at_level is None else np.asarray(at_level, dtype=bool)
+    return EventMetrics(events, len(np.unique(segment[inside])), int(fired.sum()), int(inside.sum()),
+                        normal_rows=int(normal.sum()), normal_rows_at_level=int((at_level & normal).sum()))
 
 
-def explained_event_metrics(series: Series, alerts: np.ndarray, contributors: np.ndarray | None) -> EventMetrics:
+def explained_event_metrics(series: Series, alerts: np.ndarray, contributors: np.ndarray | None,
+                            at_level: np.ndarray | None = None) -> EventMetrics:
     """``event_metrics``, and where the series' anomalies have labelled culprits, whether each true alert named one."""
-    metrics = event_metrics(series.segment, alerts)
+    metrics = event_metrics(series.segment, alerts, at_level)
     if contributors is None or not series.culprits:
         return metrics
     explained = np.flatnonzero(np.asarray(alerts, dtype=bool) & np.isin(series.segment, list(series.culprits)))
@@ -263,9 +280,14 @@ class Scored:
     name: str
     levels: np.ndarray  # alert levels per test row (after the refractory rule)
     seconds: float
+    row_levels: np.ndarray | None = None  # the levels before the refractory rule (None: the rule took nothing away)
     contributors: np.ndarray | None = None  # per test row, what contributed most (detectors only)
     not_learned: str = ""  # the detector's refusal of this series (e.g. a history too short for it): no alerts
     metrics_left_out: dict[str, str] = field(default_factory=dict)  # metrics it could not learn and scored without: why
+
+    def rows_at_level(self, threshold: float) -> np.ndarray:
+        """Per test row, whether its level reached ``threshold`` before the refractory rule took alerts away."""
+        return (self.levels if self.row_levels is None else self.row_levels) >= threshold
 
 
 def score_series(series: Series, detector: str, params: dict, refractory_rows: int, seed: int = 0,
@@ -274,13 +296,14 @@ def score_series(series: Series, detector: str, params: dict, refractory_rows: i
     if detector in BASELINES:
         levels = (np.zeros(len(series.test)) if detector == "null"
                   else np.random.default_rng(seed + sum(map(ord, series.name))).exponential(1 / np.log(10), len(series.test)))
-        return Scored(series.name, alert_levels(levels, refractory_rows), time.perf_counter() - started)
+        return Scored(series.name, alert_levels(levels, refractory_rows), time.perf_counter() - started, levels)
     model = make_detector(detector, **params)
     try:
         scores = detector_scores(series, model, refit_every)
     except ValueError as refusal:  # one series a detector cannot learn does not end the run: it alerts on nothing, said
         return Scored(series.name, np.zeros(len(series.test)), time.perf_counter() - started, not_learned=str(refusal))
-    return Scored(series.name, alert_levels(scores["score"].to_numpy(), refractory_rows), time.perf_counter() - started,
+    levels = scores["score"].to_numpy()
+    return Scored(series.name, alert_levels(levels, refractory_rows), time.perf_counter() - started, levels,
                   scores["contributor"].to_numpy(), metrics_left_out=model.metrics_not_learned())  # after its last (re)fit
 
 
@@ -411,7 +434,9 @@ def evaluate(dataset: str, data: list[Series], scored: dict[str, Scored], detect
     thresholds = choose_thresholds(dataset, by_name, scored, protocol)
     by_category: dict[str, EventMetrics] = {}
     for s in data:
-        metrics = explained_event_metrics(s, scored[s.name].levels >= thresholds[s.name], scored[s.name].contributors)
+        series_scores, threshold = scored[s.name], thresholds[s.name]
+        metrics = explained_event_metrics(s, series_scores.levels >= threshold, series_scores.contributors,
+                                          series_scores.rows_at_level(threshold))
         by_category[s.category] = by_category.get(s.category, EventMetrics(0, 0, 0, 0)) + metrics
     total = sum(by_category.values(), EventMetrics(0, 0, 0, 0))
     rows = sum(len(s.test) for s in data)

@@ -31,6 +31,21 @@ def test_event_recall_and_alert_precision_count_events_and_alerts_not_points():
     assert ev.event_metrics(segment, np.zeros(11, dtype=bool)).f1 == 0.0  # the null detector
 
 
+def test_a_level_held_outside_the_labels_counts_every_row_though_the_refractory_rule_keeps_one_alert():
+    from perflake.anomaly.commands import format_row, summary_json
+
+    segment = np.array([-2, -1, -1, -1, -1, 0, -1])  # a probation row, five unlabelled rows, one anomaly row
+    held = np.array([4.5, 5.0, 5.0, 5.0, 0.0, 5.0, 0.0])
+    series = [ev.Series("s", pd.DataFrame(), pd.DataFrame(), segment, "c")]
+    scored = {"s": ev.Scored("s", ev.alert_levels(held, 400), 0.0, held)}
+    evaluation = ev.evaluate("smd", series, scored, "median_mad", "fixed")
+    assert (evaluation.events.alerts, evaluation.events.normal_rows, evaluation.events.normal_rows_at_level) == (1, 5, 3)
+    assert json.loads(summary_json([evaluation]))[0]["normal_rows_at_level_per_10k"] == 6_000
+    assert "at level on 6000.0 per 10k unlabelled rows" in format_row(evaluation)
+    without_rule = ev.event_metrics(segment, held >= ev.FIXED_LEVEL)  # the alerts are the rows at level
+    assert without_rule.normal_rows_at_level == without_rule.alerts - 1 == 3
+
+
 def test_an_alert_silences_its_series_until_a_higher_level_comes():
     levels = np.array([0, 5, 5, 4, 6, 0, 0, 0, 5])
     assert ev.alert_levels(levels, 3).tolist() == [0, 5, 0, 0, 6, 0, 0, 0, 5]
