@@ -38,7 +38,7 @@ import pandas as pd
 
 from perflake.anomaly.features import (DETECTOR_FEATURES, EPSILON, MAD_TO_SIGMA, FeatureSet, compute_features,
                                        metric_columns, past_median_spread, robust_sigma, seasonal_slots)
-from perflake.anomaly.patterns import ShapeLibrary, dominant_period
+from perflake.anomaly.patterns import ShapeLibrary, dominant_period, duration_text
 
 TAIL_QUANTILE = 0.95
 MIN_CALIBRATION_ROWS = 10  # scored rows of history a level is calibrated on, at least
@@ -49,6 +49,7 @@ SCORE_COLUMNS = ["raw", "score", "expected_low", "expected_high", "contributor"]
 # instead of failing at its first score (2: isolation_forest's ``held``, 2026-12-04; 3: motif_novelty's windows
 # in the history's unit, 2026-12-05; 4: isolation_forest's ``beyond_range`` for ``held``, 2026-12-06).
 STATE_FORMAT = 4
+DAY = pd.Timedelta(days=1)
 NEVER_MEASURED = "no value measured in the fit history"  # why a metric was not learned
 
 
@@ -477,7 +478,9 @@ class SeasonalProfileDetector(UnivariateDetector):
     profile of one or two days is one or two days, not a profile). The profile is what ``fit``
     learned (refit it as history grows, e.g. nightly); a slot's spread is at least
     ``spread_floor`` of the whole history's, so a slot that never moved does not make every small
-    change an anomaly.
+    change an anomaly. A metric is learned once its values span ``DAY`` of the history, or half
+    of a history shorter than two days: one measured for the last few hours of it has shown part
+    of its day, and the rest of the day would be scored against that part.
     """
 
     name, family = "seasonal_profile", "seasonal_baseline"
@@ -490,9 +493,15 @@ class SeasonalProfileDetector(UnivariateDetector):
     def _fit(self, history):
         slots = seasonal_slots(history["timestamp"], self.slot, self.timezone).to_numpy()
         days = history["timestamp"].dt.date
+        times = history["timestamp"]
+        span_needed = min(DAY, (times.max() - times.min()) / 2)
 
         def profile(values: np.ndarray) -> tuple[dict, dict, tuple[float, float]]:
             measured = np.isfinite(values)  # a slot is known from the days its metric was measured on
+            span = times[measured].max() - times[measured].min()
+            if span < span_needed:
+                raise ValueError(f"measured over {duration_text(span)} of the fit history; a profile by time of day "
+                                 f"learns a metric measured over {duration_text(span_needed)} of it or more")
             values, slot = pd.Series(values[measured]), slots[measured]
             known = days[measured].groupby(slot).nunique() >= self.min_days
             by_slot = values.groupby(slot)

@@ -229,6 +229,25 @@ def test_a_metric_first_measured_after_the_fit_raises_no_alert_until_it_is_learn
             f"measured on {rows_before} rows of the fit history, fewer than the 10 it takes to learn")
 
 
+# A profile by time of day learned from the last hours of a history has seen part of the day: the rest of the day
+# scored against it put a fifth of the next month's rows at the alert level (before 2026-12-06, from 10 rows on).
+@pytest.mark.parametrize("name", ["seasonal_profile", "ensemble"])
+def test_a_metric_measured_for_the_last_hours_of_the_fit_is_left_to_a_later_profile(name):
+    frame = reported_after_the_fit(syn.clean(), rows_before=10)  # ten half-hour rows of a 20-day history
+    detector = make_detector(name).fit(frame.iloc[: syn.FIT_ROWS])
+    levels = detector.score(frame)["score"].to_numpy()[syn.FIT_ROWS :]
+    assert (levels >= FIXED_LEVEL).sum() == 0, f"highest level {levels.max():.2f}"
+    assert "measured over 4 h 30 min of the fit history" in detector.metrics_not_learned()["latency"]
+    measured_for_two_days = reported_after_the_fit(syn.clean(), rows_before=100).iloc[: syn.FIT_ROWS]
+    assert make_detector(name).fit(measured_for_two_days).metrics_not_learned() == {}
+
+
+def test_a_profile_of_a_history_shorter_than_two_days_learns_a_metric_measured_over_half_of_it():
+    history = syn.clean().iloc[:40].assign(latency=syn.clean(seed=5)["value"].to_numpy()[:40])  # 20 hours
+    history.loc[:1, "latency"] = np.nan  # not yet reported in the first hour
+    assert make_detector("seasonal_profile").fit(history).metrics_not_learned() == {}
+
+
 # the refit's history measured latency on more than half its rows, as the feature models need (below);
 # motif_novelty's windows of 8 rows hold the spike for 8 rows and peak on one of the later ones
 @pytest.mark.parametrize("name", [n for n in DETECTORS if n not in (*LEARN_AS_THEY_GO, "motif_novelty")])
