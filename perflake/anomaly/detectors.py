@@ -491,9 +491,8 @@ class SeasonalProfileDetector(UnivariateDetector):
         self.slot, self.timezone, self.min_days, self.spread_floor = slot, timezone, min_days, spread_floor
 
     def _fit(self, history):
-        slots = seasonal_slots(history["timestamp"], self.slot, self.timezone).to_numpy()
-        days = history["timestamp"].dt.date
         times = history["timestamp"]
+        slots, days = seasonal_slots(times, self.slot, self.timezone).to_numpy(), times.dt.date
         span_needed = min(DAY, (times.max() - times.min()) / 2)
 
         def profile(values: np.ndarray) -> tuple[dict, dict, tuple[float, float]]:
