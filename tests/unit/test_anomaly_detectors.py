@@ -230,7 +230,7 @@ def test_a_metric_first_measured_after_the_fit_raises_no_alert_until_it_is_learn
 
 
 # A profile by time of day learned from the last hours of a history has seen part of the day: the rest of the day
-# scored against it put a fifth of the next month's rows at the alert level (before 2026-12-06, from 10 rows on).
+# scored against it put a fifth of the next month's rows at the alert level (before 2026-12-06, with 10 rows of it).
 @pytest.mark.parametrize("name", ["seasonal_profile", "ensemble"])
 def test_a_metric_measured_for_the_last_hours_of_the_fit_is_left_to_a_later_profile(name):
     frame = reported_after_the_fit(syn.clean(), rows_before=10)  # ten half-hour rows of a 20-day history
