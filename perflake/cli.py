@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default %(default)s)")
     run_eval.add_argument("--refractory-rows", type=int, default=_default_refractory_rows(),
                           help="an alert must beat the levels of this many rows before it (default %(default)s)")
-    run_eval.add_argument("--refit-every", type=_period, metavar="PERIOD",
+    run_eval.add_argument("--refit-every", type=period, metavar="PERIOD",
                           help="retrain each detector on this schedule (e.g. 1D: nightly) on every row before, as deployed; "
                           "one that learns as it streams keeps learning (default: fitted once)")
     run_eval.add_argument("--workers", type=_positive_int, default=2,
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "in the trading calendar, recurring shapes")
     patterns.add_argument("csv_file", type=Path, help="timestamp + metric columns, e.g. a `perflake query` export")
     patterns.add_argument("--metric", help="only this metric (default: every metric of the file)")
-    patterns.add_argument("--window", type=_period, default="1h",
+    patterns.add_argument("--window", type=period, default="1h",
                           help="the regimes' windows and the shapes' length, at least 8 rows (default %(default)s)")
     patterns.add_argument("--top", type=_positive_int, default=3, help="recurring shapes per metric (default %(default)s)")
     patterns.add_argument("--chart", type=Path, metavar="PNG", help="also draw the metric (one: --metric) as a PNG")
@@ -648,8 +648,9 @@ def detector_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(refusal)) from None
 
 
-def _period(text: str) -> str:
-    """A positive fixed period (``1D``, ``6h``), as the offset alias ``Series.dt.floor`` takes."""
+def period(text: str) -> str:
+    """An argparse type: a positive fixed period (``1D``, ``6h``), as the offset alias ``Series.dt.floor`` takes (also
+    the false-alert benchmark's ``--refit-every``)."""
     import pandas as pd
     from pandas.tseries.frequencies import to_offset
 

@@ -1014,13 +1014,15 @@ def detector_names(spec: str) -> list[str]:
     """``spec``: detector names, comma-separated, or ``all``; an unknown name is refused with the known ones."""
     names = list(DETECTORS) if spec == "all" else [name.strip() for name in spec.split(",")]
     if unknown := [name for name in names if name not in DETECTORS]:
-        raise ValueError(f"unknown detector{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                         f"known: {', '.join(DETECTORS)}, or all")
+        raise ValueError(f"{_unknown(unknown)}, or all")
     return names
 
 
 def make_detector(name: str, **params) -> Detector:
-    try:
-        return DETECTORS[name](**params)
-    except KeyError:
-        raise ValueError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}") from None
+    if name not in DETECTORS:
+        raise ValueError(_unknown([name]))
+    return DETECTORS[name](**params)
+
+
+def _unknown(names: list[str]) -> str:
+    return f"unknown detector{'s' if len(names) > 1 else ''} {', '.join(map(repr, names))}; known: {', '.join(DETECTORS)}"

@@ -171,6 +171,17 @@ def test_rows_in_another_time_zone_or_without_one_score_as_the_same_instants_in_
 
 
 @pytest.mark.parametrize("name", DETECTORS)
+def test_a_metric_scores_alike_in_any_unit(name):
+    # milliseconds as seconds, bytes as gigabytes, a counter's offset; a spread under about 1e-8 of its unit is not
+    # covered: the features' and spreads' guard against dividing by zero (1e-9) is then a share of it
+    frame = syn.with_anomaly("level_shift")
+    level = scores(name, frame)["score"].to_numpy()
+    for scale, offset in ((1e-3, 0.0), (1e9, 1e12)):
+        in_unit = scores(name, frame.assign(value=frame["value"] * scale + offset))["score"].to_numpy()
+        np.testing.assert_allclose(in_unit, level, atol=0.02, err_msg=f"values x {scale:g} + {offset:g}")
+
+
+@pytest.mark.parametrize("name", DETECTORS)
 def test_rows_without_a_timestamp_are_read_in_order_and_the_spike_after_them_is_found(name):
     frame = syn.with_anomaly("spike")
     frame.loc[[syn.FIT_ROWS + 10, syn.START - 100, syn.START - 99], "timestamp"] = pd.NaT  # a clock that failed to say
