@@ -171,9 +171,9 @@ def test_rows_in_another_time_zone_or_without_one_score_as_the_same_instants_in_
 
 
 @pytest.mark.parametrize("name", DETECTORS)
-def test_a_metric_scores_alike_in_any_unit(name):
-    # milliseconds as seconds, bytes as gigabytes, a counter's offset; a spread under about 1e-8 of its unit is not
-    # covered: the features' and spreads' guard against dividing by zero (1e-9) is then a share of it
+def test_a_metric_scores_alike_in_another_unit(name):
+    # milliseconds as seconds, bytes as gigabytes, a counter's offset; a metric whose spread is under about 1e-8 is not
+    # covered: the features' and spreads' guard against dividing by zero (1e-9) is then a share of its spread
     frame = syn.with_anomaly("level_shift")
     level = scores(name, frame)["score"].to_numpy()
     for scale, offset in ((1e-3, 0.0), (1e9, 1e12)):
