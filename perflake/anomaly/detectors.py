@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 
 from perflake.anomaly.features import (DETECTOR_FEATURES, EPSILON, MAD_TO_SIGMA, FeatureSet, compute_features,
-                                       metric_columns, past_median_spread, robust_sigma, seasonal_slots)
+                                       grouped_median_sigma, metric_columns, past_median_spread, robust_sigma,
+                                       seasonal_slots)
 from perflake.anomaly.patterns import ShapeLibrary, dominant_period, duration_text
 
 TAIL_QUANTILE = 0.95
@@ -468,6 +469,12 @@ class CusumDetector(HoltWintersResidual):
         return raw, forecast, spread
 
 
+def laplace_loss(values: np.ndarray, centre, spread) -> np.ndarray:
+    """Each value's negative log-likelihood under a Laplace law of this centre and spread, less its constant."""
+    spread = np.maximum(spread, EPSILON)
+    return np.abs(values - centre) / spread + np.log(spread)
+
+
 class SeasonalProfileDetector(UnivariateDetector):
     """Seasonal baseline: distance from the median of the same calendar slot in the fit history, in its MADs.
 
@@ -475,8 +482,12 @@ class SeasonalProfileDetector(UnivariateDetector):
     open, the midday lull, the close, nights, weekends and holidays each have their own normal:
     a stall at noon is compared with other noons, not with the quiet after the close. Slots the
     history saw on fewer than ``min_days`` days use the whole history's median and spread (a
-    profile of one or two days is one or two days, not a profile). The profile is what ``fit``
-    learned (refit it as history grows, e.g. nightly); a slot's spread is at least
+    profile of one or two days is one or two days, not a profile). A metric keeps its profile only
+    if it predicts days it did not see: each day of the history held out in turn, the other days'
+    profile must give it a lower Laplace negative log-likelihood than their median and spread do;
+    else every row uses the whole history's (a metric without a daily shape, or slots of a few
+    values whose medians and spreads are off by chance, would make healthy hours rare). The
+    profile is what ``fit`` learned (refit it as history grows, e.g. nightly); a slot's spread is at least
     ``spread_floor`` of the whole history's, so a slot that never moved does not make every small
     change an anomaly. A metric is learned once its values span ``DAY`` of the history, or half
     of a history shorter than two days: one measured for the last few hours of it has shown part
@@ -492,7 +503,7 @@ class SeasonalProfileDetector(UnivariateDetector):
 
     def _fit(self, history):
         times = history["timestamp"]
-        slots, days = seasonal_slots(times, self.slot, self.timezone).to_numpy(), times.dt.date
+        slots, days = seasonal_slots(times, self.slot, self.timezone).to_numpy(), times.dt.date.to_numpy()
         span_needed = min(DAY, (times.max() - times.min()) / 2)
 
         def profile(values: np.ndarray) -> tuple[dict, dict, tuple[float, float]]:
@@ -501,13 +512,49 @@ class SeasonalProfileDetector(UnivariateDetector):
             if span < span_needed:
                 raise ValueError(f"measured over {duration_text(span)} of the fit history; a profile by time of day "
                                  f"learns a metric measured over {duration_text(span_needed)} of it or more")
-            values, slot = pd.Series(values[measured]), slots[measured]
-            known = days[measured].groupby(slot).nunique() >= self.min_days
-            by_slot = values.groupby(slot)
-            medians, spreads = by_slot.median(), by_slot.apply(robust_sigma)
-            return medians[known].to_dict(), spreads[known].to_dict(), (values.median(), robust_sigma(values))
+            values, whole = values[measured], (float(np.median(values[measured])), robust_sigma(pd.Series(values[measured])))
+            (slot, slot_names), (day, _) = pd.factorize(slots[measured]), pd.factorize(days[measured])  # -1: no time
+            seen_on = np.zeros((len(slot_names), day.max() + 1), dtype=bool)  # slot x day
+            timed = (slot >= 0) & (day >= 0)
+            seen_on[slot[timed], day[timed]] = True
+            if not self._profile_predicts(values, slot, day, seen_on):
+                return {}, {}, whole
+            medians, spreads = self._slot_profile(values, slot, seen_on.sum(axis=1))
+            known = np.isfinite(medians)
+            return (dict(zip(slot_names[known], medians[known].tolist())), dict(zip(slot_names[known], spreads[known].tolist())),
+                    whole)
 
         self.profiles = self._learn_per_metric(history, profile)
+
+    def _slot_profile(self, values, slot, days_seen) -> tuple[np.ndarray, np.ndarray]:
+        """The median and spread of each slot by its code; NaN for a slot seen on fewer than ``min_days`` days."""
+        medians, spreads = np.full(len(days_seen), np.nan), np.full(len(days_seen), np.nan)
+        timed = slot >= 0
+        by_slot = grouped_median_sigma(values[timed], slot[timed])
+        medians[by_slot[0].index], spreads[by_slot[1].index] = by_slot[0].to_numpy(), by_slot[1].to_numpy()
+        unknown = days_seen < self.min_days
+        medians[unknown] = spreads[unknown] = np.nan
+        return medians, spreads
+
+    def _profile_predicts(self, values, slot, day, seen_on) -> bool:
+        """Whether the slot profile of the other days predicts each day held out in turn better than their median and
+        spread do: a lower mean Laplace negative log-likelihood, with spreads floored as scoring floors them."""
+        profile_loss, whole_loss = [], []
+        for held_out_day in range(seen_on.shape[1]):
+            held = day == held_out_day
+            medians, spreads = self._slot_profile(values[~held], slot[~held], seen_on.sum(axis=1) - seen_on[:, held_out_day])
+            if not np.isfinite(medians).any():
+                continue
+            rest = pd.Series(values[~held])
+            median, spread = rest.median(), robust_sigma(rest)
+            held_slot = slot[held]
+            slot_median = np.where(held_slot >= 0, medians[held_slot], np.nan)
+            slot_spread = np.where(held_slot >= 0, spreads[held_slot], np.nan)
+            profile_loss.append(laplace_loss(values[held], np.where(np.isnan(slot_median), median, slot_median),
+                                             np.maximum(np.where(np.isnan(slot_spread), spread, slot_spread),
+                                                        self.spread_floor * spread)))
+            whole_loss.append(laplace_loss(values[held], median, spread))
+        return bool(profile_loss) and np.mean(np.concatenate(profile_loss)) < np.mean(np.concatenate(whole_loss))
 
     def _read_times(self, timestamps):
         """Each row's slot as a code into the frame's distinct slots (-1: a row without a time, in no slot)."""

@@ -76,6 +76,15 @@ def robust_sigma(values: pd.Series) -> float:
     return float(MAD_TO_SIGMA * mad) if mad > 0 else float(values.std(ddof=0) or 0.0)
 
 
+def grouped_median_sigma(values: np.ndarray, groups: np.ndarray) -> tuple[pd.Series, pd.Series]:
+    """Each group's median and ``robust_sigma``, by group: one pass of groupby, not a call per group."""
+    frame = pd.DataFrame({"value": values, "group": groups})
+    by_group = frame.groupby("group")["value"]
+    medians = by_group.median()
+    mad = (frame["value"] - frame["group"].map(medians)).abs().groupby(frame["group"]).median()
+    return medians, (MAD_TO_SIGMA * mad).where(mad > 0, by_group.std(ddof=0).fillna(0.0))
+
+
 def robust_z(values: pd.Series, window: int) -> pd.Series:
     """(x - median of the previous rows) / their MAD-sigma."""
     median, spread = past_median_spread(values, window)

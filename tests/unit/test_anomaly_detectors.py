@@ -441,11 +441,18 @@ def test_a_move_beyond_the_history_range_is_as_surprising_as_such_moves_were_in_
     assert {missing for _, missing in [*steady, *wandering, held]} == {0.0}
 
 
+def hourly_latency(days: int, daily_swing: float, seed: int = 2) -> pd.DataFrame:
+    """Hourly latency around 50 with unit noise, higher by ``daily_swing`` in the New York afternoon."""
+    timestamps = pd.Series(pd.date_range("2026-03-02 05:00", periods=24 * days, freq="h", tz="UTC"))
+    afternoon = timestamps.dt.tz_convert("America/New_York").dt.hour.between(12, 17).to_numpy()
+    noise = np.random.default_rng(seed).normal(0, 1, len(timestamps))
+    return pd.DataFrame({"timestamp": timestamps, "latency": 50 + daily_swing * afternoon + noise})
+
+
 def test_a_calendar_slot_measured_on_too_few_days_has_no_profile_of_its_own():
-    # hourly, two weeks; the 14:00 (New York) value was measured on one day only, and was odd that day
-    rng = np.random.default_rng(2)
-    frame = pd.DataFrame({"timestamp": pd.date_range("2026-03-02 05:00", periods=24 * 15, freq="h", tz="UTC"),
-                          "latency": 50 + rng.normal(0, 1, 24 * 15)})
+    # two weeks with a daily shape, so the profile is kept; the 14:00 (New York) value was measured on one day
+    # only, and was odd that day
+    frame = hourly_latency(15, daily_swing=5.0)
     at_two = frame["timestamp"].dt.tz_convert("America/New_York").dt.hour == 14
     frame.loc[at_two, "latency"] = np.nan
     frame.loc[np.flatnonzero(at_two)[0], "latency"] = 100.0
@@ -455,3 +462,14 @@ def test_a_calendar_slot_measured_on_too_few_days_has_no_profile_of_its_own():
     row = np.flatnonzero(at_two.iloc[24 * 14 :])[0]
     assert scored["score"].iloc[row] < 1, "a one-day slot was taken for a profile"
     assert scored["expected_low"].iloc[row] < 50 < scored["expected_high"].iloc[row]
+
+
+@pytest.mark.parametrize("days", [5, 7, 14])
+def test_a_profile_by_the_hour_is_kept_where_it_predicts_days_it_did_not_see(days):
+    # a slot of a few days' values has its median and spread off by chance; kept for a metric with no daily
+    # shape, they made a healthy hour an anomaly (docs/anomaly-detection.md, "Odd series")
+    fit_rows = 24 * days
+    for swing, profiled in ((0.0, False), (5.0, True)):
+        frame = hourly_latency(days + 7, daily_swing=swing, seed=days)
+        scored = make_detector("seasonal_profile").fit(frame.iloc[:fit_rows]).score(frame.iloc[fit_rows:])
+        assert (scored["expected_high"].nunique() > 1) == profiled, f"daily swing {swing}"

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perflake.anomaly.features import (DETECTOR_FEATURES, Feature, FeatureSet, compute_features, metric_features, seasonal_z,
-                                       source_features, spark_features)
+from perflake.anomaly.features import (DETECTOR_FEATURES, Feature, FeatureSet, compute_features, grouped_median_sigma,
+                                       metric_features, robust_sigma, seasonal_z, source_features, spark_features)
 from tests import synthetic as syn
 
 EVERY_KIND = FeatureSet(
@@ -47,6 +47,16 @@ def test_the_seasonal_z_reads_the_earlier_measured_rows_of_its_slot_and_keeps_it
     assert z.iloc[7] == pytest.approx((40 - 20) / 10, rel=1e-9)  # slot 1 before it: 10, 20, 30
     assert z.iloc[8] == pytest.approx((100 - 7 / 3) / statistics.stdev([1, 2, 4]), rel=1e-9)  # the missing value left out
     assert z.iloc[9] == pytest.approx((50 - 25) / statistics.stdev([10, 20, 30, 40]), rel=1e-9)
+
+
+def test_each_groups_median_and_spread_are_those_of_its_values_alone():
+    values = np.array([1.0, 2, 4, 9, 5, 5, 5, 6, 7, 7.5, 3])
+    groups = np.array(["a", "a", "a", "a", "b", "b", "b", "b", "c", "c", "d"])  # b: its MAD is 0; d: one value
+    medians, sigmas = grouped_median_sigma(values, groups)
+    for group in "abcd":
+        alone = pd.Series(values[groups == group])
+        assert medians[group] == alone.median() and sigmas[group] == pytest.approx(robust_sigma(alone), rel=1e-12)
+    assert sigmas["b"] > 0 and sigmas["d"] == 0
 
 
 def test_calendar_features_know_the_trading_session():
