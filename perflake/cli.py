@@ -141,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_eval.add_argument("--detector", required=True, type=detector_list,
                           help=f"comma-separated, or all ({', '.join(_detector_names())})")
     run_eval.add_argument("--protocol", default="fixed,cross_fit",
-                          help="threshold protocols, comma-separated: fixed, cross_fit, nab "
-                          "(default %(default)s)")
+                          help="threshold protocols, comma-separated: fixed (level 4), cross_fit, nab, or level:X for "
+                          "another level given for every series, e.g. level:3,level:5 (default %(default)s)")
     run_eval.add_argument("--refractory-rows", type=int, default=_default_refractory_rows(),
                           help="an alert must beat the levels of this many rows before it (default %(default)s)")
     run_eval.add_argument("--refit-every", type=period, metavar="PERIOD",

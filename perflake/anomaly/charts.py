@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from perflake.anomaly.detectors import DETECTORS
-from perflake.anomaly.evaluate import BASELINES
+from perflake.anomaly.evaluate import BASELINES, GIVEN_LEVEL
 from perflake.anomaly.features import metric_columns
 from perflake.anomaly.patterns import RecurringBehaviour, autocorrelation, duration_text
 
@@ -71,9 +71,10 @@ def read_results(path: Path) -> pd.DataFrame:
     datasets = sorted(results["dataset"].unique())
     if len(datasets) > 1:
         raise ValueError(f"{path}: one data set per chart; this file has {datasets}")
-    unknown = sorted(set(results["protocol"]) - set(PROTOCOL_MARKERS))
+    unknown = sorted(p for p in set(results["protocol"]) - set(PROTOCOL_MARKERS) if not p.startswith(GIVEN_LEVEL))
     if unknown:
-        raise ValueError(f"{path}: unknown threshold protocols {unknown}; known: {list(PROTOCOL_MARKERS)}")
+        raise ValueError(f"{path}: unknown threshold protocols {unknown}; known: {list(PROTOCOL_MARKERS)}, "
+                         f"{GIVEN_LEVEL}X")
     repeated = results[results.duplicated(["detector", "protocol"])]
     if len(repeated):  # two runs in one file: which figure to draw is not for the chart to pick
         raise ValueError(f"{path}: {repeated['detector'].iloc[0]} under {repeated['protocol'].iloc[0]} appears more than once")
@@ -82,7 +83,8 @@ def read_results(path: Path) -> pd.DataFrame:
 
 def results_figure(results: pd.DataFrame, title: str):
     """Event recall against alert precision for every detector and protocol (left), and each detector's
-    headline figure, NAB's standard score or event F1, per protocol (right), baselines in grey."""
+    headline figure, NAB's standard score or event F1, per protocol (right), baselines in grey. Rows of a
+    given level (``level:X``) are not drawn: a sweep of levels reads as a table."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(15, 6.5))

@@ -100,7 +100,7 @@ def plots(data: list[ev.Series], scored: dict[str, ev.Scored], evaluation: ev.Ev
 
 def chart_results(results_file: Path, chart_file: Path | None) -> str:
     """A results file (``run --json``) drawn against the targets and baselines, as a PNG beside it by default."""
-    from perflake.anomaly.charts import read_results, results_figure
+    from perflake.anomaly.charts import PROTOCOL_MARKERS, read_results, results_figure
 
     results = read_results(results_file)
     chart_file = chart_file or results_file.with_suffix(".png")
@@ -108,7 +108,10 @@ def chart_results(results_file: Path, chart_file: Path | None) -> str:
     retrained = f", retrained every {schedule[0]}" if len(schedule) else ""
     title = f"{results['dataset'].iloc[0]}{retrained}: {results_file.name}"
     results_figure(results, title).savefig(chart_file, dpi=90)
-    return f"wrote {chart_file} ({results['detector'].nunique()} detectors, {results['protocol'].nunique()} protocols)"
+    drawn = results["protocol"].isin(PROTOCOL_MARKERS)
+    left_out = f"; not drawn: {', '.join(sorted(results.loc[~drawn, 'protocol'].unique()))}" if not drawn.all() else ""
+    return (f"wrote {chart_file} ({results.loc[drawn, 'detector'].nunique()} detectors, "
+            f"{results.loc[drawn, 'protocol'].nunique()} protocols{left_out})")
 
 
 def format_row(e: ev.Evaluation) -> str:

@@ -18,6 +18,8 @@ Thresholds never look at the labels they are scored on. Protocols:
 
 - ``fixed``: a surprise level chosen before any evaluation (4: one row in 10,000 of normal
   history), the same for every data set;
+- ``level:X`` (e.g. ``level:5``): the level an operator would set instead, the same for every
+  series: what moving the fixed level trades, from one scoring (``--protocol level:3,level:5``);
 - ``cross_fit``: the series are split in two folds (alternating, by name); each fold is scored
   with the threshold that does best on the other fold;
 - ``nab`` (NAB only): NAB's own protocol, the threshold that maximises the corpus's score (per
@@ -49,6 +51,7 @@ from perflake.anomaly.detectors import Detector, contributing_metric, make_detec
 from perflake.anomaly.features import metric_columns
 
 FIXED_LEVEL = 4.0
+GIVEN_LEVEL = "level:"  # the protocol of a level given instead of FIXED_LEVEL: "level:5"
 DEFAULT_REFRACTORY_ROWS = 400
 SMD_START = pd.Timestamp("2026-01-05", tz="UTC")  # SMD has no timestamps: minutes from an arbitrary Monday, test after train
 BASELINES = ("null", "random")
@@ -410,10 +413,27 @@ def nab_threshold(data: dict[str, Series], scored: dict[str, Scored], names: lis
     return threshold
 
 
+def given_level(protocol: str) -> float | None:
+    """The alert level a protocol sets for every series (``fixed``: ``FIXED_LEVEL``; ``level:X``: X), or None when
+    it tunes one on labels; a ``level:`` protocol without a positive number after it is refused."""
+    if protocol == "fixed":
+        return FIXED_LEVEL
+    if not protocol.startswith(GIVEN_LEVEL):
+        return None
+    try:
+        level = float(protocol.removeprefix(GIVEN_LEVEL))
+    except ValueError:
+        level = float("nan")
+    if not 0 < level < float("inf"):
+        raise ValueError(f"threshold protocol {protocol!r}: a given level is a positive number, e.g. {GIVEN_LEVEL}5")
+    return level
+
+
 def choose_thresholds(dataset: str, data: dict[str, Series], scored: dict[str, Scored], protocol: str) -> dict[str, float]:
     names = sorted(data)
-    if protocol == "fixed":
-        return dict.fromkeys(names, FIXED_LEVEL)
+    level = given_level(protocol)
+    if level is not None:
+        return dict.fromkeys(names, level)
     if protocol == "nab":
         if dataset != "nab":
             raise ValueError("the nab protocol applies to the NAB data set only")
@@ -425,7 +445,7 @@ def choose_thresholds(dataset: str, data: dict[str, Series], scored: dict[str, S
                      else best_f1_threshold(data, scored, other))
             thresholds |= dict.fromkeys(fold, tuned)
         return thresholds
-    raise ValueError(f"unknown threshold protocol {protocol!r}: fixed, cross_fit or nab")
+    raise ValueError(f"unknown threshold protocol {protocol!r}: fixed, cross_fit, nab or {GIVEN_LEVEL}X (a given level)")
 
 
 def evaluate(dataset: str, data: list[Series], scored: dict[str, Scored], detector: str, protocol: str,

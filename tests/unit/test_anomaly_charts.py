@@ -102,6 +102,10 @@ def test_chart_cli_writes_a_png_beside_the_results_and_refuses_a_bad_file(tmp_pa
     assert main(["evaluate", "chart", str(results)]) == 0
     assert (tmp_path / "simulated.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"wrote {tmp_path / 'simulated.png'} (4 detectors, 2 protocols)" in capsys.readouterr().out
+    swept = tmp_path / "swept.json"
+    swept.write_text(json.dumps(result_rows("simulated", {**FIGURES, ("ensemble", "level:5"): (0.6, 0.7, 0.65, 20)})))
+    assert main(["evaluate", "chart", str(swept)]) == 0  # a sweep of given levels reads as a table: not drawn
+    assert f"wrote {tmp_path / 'swept.png'} (4 detectors, 2 protocols; not drawn: level:5)" in capsys.readouterr().out
     (tmp_path / "empty.json").write_text("[]")
     assert main(["evaluate", "chart", str(tmp_path / "empty.json"), "--out", str(tmp_path / "empty.png")]) == 2
     assert "empty.json: a results file is a list of result rows" in capsys.readouterr().err

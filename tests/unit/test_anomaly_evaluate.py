@@ -63,6 +63,19 @@ def test_cross_fit_tunes_each_fold_on_the_other_only():
     assert 2.0 < thresholds["s1"] <= 3.0
 
 
+def test_a_given_level_alerts_every_series_at_it_and_a_level_that_is_not_a_positive_number_is_refused():
+    segment = np.array([-1, 0, 0, -1, -1, -1])
+    series = [ev.Series(f"s{i}", pd.DataFrame(), pd.DataFrame(), segment, "c") for i in range(2)]
+    scored = {s.name: ev.Scored(s.name, np.array([0.0, 4.5, 0.0, 3.2, 0.0, 5.5]), 0.0) for s in series}
+    found = {protocol: ev.evaluate("smd", series, scored, "median_mad", protocol).events
+             for protocol in ("fixed", "level:4", "level:3", "level:5")}
+    assert found["level:4"] == found["fixed"]
+    assert [(found[p].detected, found[p].alerts) for p in ("level:3", "level:4", "level:5")] == [(2, 6), (2, 4), (0, 2)]
+    for bad in ("level:", "level:high", "level:0", "level:-1", "level:inf"):
+        with pytest.raises(ValueError, match=f"threshold protocol '{bad}': a given level is a positive number, e.g. level:5"):
+            ev.choose_thresholds("smd", {}, {}, bad)
+
+
 def test_a_walk_forward_result_names_its_retraining_schedule_and_a_fitted_once_result_does_not():
     from perflake.anomaly.commands import format_row, summary_json
 
