@@ -512,7 +512,8 @@ class SeasonalProfileDetector(UnivariateDetector):
             if span < span_needed:
                 raise ValueError(f"measured over {duration_text(span)} of the fit history; a profile by time of day "
                                  f"learns a metric measured over {duration_text(span_needed)} of it or more")
-            values, whole = values[measured], (float(np.median(values[measured])), robust_sigma(pd.Series(values[measured])))
+            values = values[measured]
+            whole = (float(np.median(values)), robust_sigma(pd.Series(values)))
             (slot, slot_names), (day, _) = pd.factorize(slots[measured]), pd.factorize(days[measured])  # -1: no time
             seen_on = np.zeros((len(slot_names), day.max() + 1), dtype=bool)  # slot x day
             timed = (slot >= 0) & (day >= 0)
@@ -530,8 +531,8 @@ class SeasonalProfileDetector(UnivariateDetector):
         """The median and spread of each slot by its code; NaN for a slot seen on fewer than ``min_days`` days."""
         medians, spreads = np.full(len(days_seen), np.nan), np.full(len(days_seen), np.nan)
         timed = slot >= 0
-        by_slot = grouped_median_sigma(values[timed], slot[timed])
-        medians[by_slot[0].index], spreads[by_slot[1].index] = by_slot[0].to_numpy(), by_slot[1].to_numpy()
+        slot_medians, slot_spreads = grouped_median_sigma(values[timed], slot[timed])
+        medians[slot_medians.index], spreads[slot_spreads.index] = slot_medians.to_numpy(), slot_spreads.to_numpy()
         unknown = days_seen < self.min_days
         medians[unknown] = spreads[unknown] = np.nan
         return medians, spreads
@@ -540,19 +541,18 @@ class SeasonalProfileDetector(UnivariateDetector):
         """Whether the slot profile of the other days predicts each day held out in turn better than their median and
         spread do: a lower mean Laplace negative log-likelihood, with spreads floored as scoring floors them."""
         profile_loss, whole_loss = [], []
+        days_seen = seen_on.sum(axis=1)
         for held_out_day in range(seen_on.shape[1]):
             held = day == held_out_day
-            medians, spreads = self._slot_profile(values[~held], slot[~held], seen_on.sum(axis=1) - seen_on[:, held_out_day])
+            medians, spreads = self._slot_profile(values[~held], slot[~held], days_seen - seen_on[:, held_out_day])
             if not np.isfinite(medians).any():
                 continue
             rest = pd.Series(values[~held])
             median, spread = rest.median(), robust_sigma(rest)
-            held_slot = slot[held]
-            slot_median = np.where(held_slot >= 0, medians[held_slot], np.nan)
-            slot_spread = np.where(held_slot >= 0, spreads[held_slot], np.nan)
-            profile_loss.append(laplace_loss(values[held], np.where(np.isnan(slot_median), median, slot_median),
-                                             np.maximum(np.where(np.isnan(slot_spread), spread, slot_spread),
-                                                        self.spread_floor * spread)))
+            # a slot without a profile reads the other days' figure; a held-out row has a day, so a time and a slot
+            centre = np.where(np.isnan(medians), median, medians)[slot[held]]
+            slot_spread = np.where(np.isnan(spreads), spread, spreads)[slot[held]]
+            profile_loss.append(laplace_loss(values[held], centre, np.maximum(slot_spread, self.spread_floor * spread)))
             whole_loss.append(laplace_loss(values[held], median, spread))
         return bool(profile_loss) and np.mean(np.concatenate(profile_loss)) < np.mean(np.concatenate(whole_loss))
 
