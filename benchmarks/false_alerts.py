@@ -1,8 +1,8 @@
 """False alerts on healthy series: how often each detector alerts at the fixed level where nothing is wrong, against
 what its level claims (docs/benchmarks.md has the figures).
 
-    .venv/bin/python benchmarks/false_alerts.py [--detector all] [--series-per-kind 10] [--rows 4000] [--refit-every 1D]
-        [--json FILE]
+    .venv/bin/python benchmarks/false_alerts.py [--detector all] [--series-per-kind 10] [--rows 4000] [--grain 5min]
+        [--refit-every 1D] [--json FILE]
 
 A level of 4 says "1 in 10,000 of normal history", so a detector whose levels hold puts at most
 about one row in 10,000 of a series with no anomaly in it at that level, and alerts at most as often
@@ -13,7 +13,10 @@ noise, heavy tails (Student's t, 5 degrees of freedom), slow wander (AR(1), 0.9)
 noise sigmas over the series, so a fit history holds its start). Every detector is fitted on the first 15 % of
 each series, as the evaluation fits a NAB file (its probation period), and scores the rest; no
 labels are involved, so nothing here can be tuned to a benchmark's anomalies. ``--refit-every 1D`` retrains each
-detector nightly on the rows before, as deployed (``perflake evaluate run --refit-every``).
+detector nightly on the rows before, as deployed (``perflake evaluate run --refit-every``). Rows are five minutes
+apart unless ``--grain`` says otherwise: at ``--grain 1h`` the fit history's 15 % spans days, not hours, and a
+calendar profile is learned from a few values per slot (1,420 hourly rows are 9 days of history, as Yahoo's S5
+files would give).
 """
 
 from __future__ import annotations
@@ -26,15 +29,16 @@ import numpy as np
 import pandas as pd
 
 from perflake.anomaly import evaluate as ev
+from perflake.anomaly.patterns import duration_text
 from perflake.cli import detector_list, period
 
 NOMINAL_PER_10K = 10_000 / 10**ev.FIXED_LEVEL
-DAY_ROWS = 288  # 5-minute rows
+DAY = pd.Timedelta(days=1)
 KINDS = ("gaussian", "heavy_tailed", "wandering", "counts", "daily", "skewed", "trending")
 
 
-def healthy_values(kind: str, rows: int, rng: np.random.Generator) -> np.ndarray:
-    """One healthy series of ``kind`` (see the module's docstring): no anomaly anywhere in it."""
+def healthy_values(kind: str, rows: int, rng: np.random.Generator, day_rows: int) -> np.ndarray:
+    """One healthy series of ``kind`` (see the module's docstring), ``day_rows`` rows a day: no anomaly anywhere in it."""
     if kind == "gaussian":
         return rng.normal(10, 1, rows)
     if kind == "heavy_tailed":
@@ -48,7 +52,7 @@ def healthy_values(kind: str, rows: int, rng: np.random.Generator) -> np.ndarray
     if kind == "counts":
         return rng.poisson(4, rows).astype(float)
     if kind == "daily":
-        return 50 + 20 * np.sin(2 * np.pi * np.arange(rows) / DAY_ROWS) + rng.normal(0, 2, rows)
+        return 50 + 20 * np.sin(2 * np.pi * np.arange(rows) / day_rows) + rng.normal(0, 2, rows)
     if kind == "skewed":
         return rng.lognormal(3, 0.5, rows)
     if kind == "trending":
@@ -56,10 +60,10 @@ def healthy_values(kind: str, rows: int, rng: np.random.Generator) -> np.ndarray
     raise ValueError(f"unknown kind of healthy series {kind!r}; known: {', '.join(KINDS)}")
 
 
-def healthy_series(kind: str, seed: int, rows: int) -> ev.Series:
-    """A NAB file without a labelled window, and evaluated as one."""
-    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=rows, freq="5min"),
-                          "value": healthy_values(kind, rows, np.random.default_rng(seed))})
+def healthy_series(kind: str, seed: int, rows: int, grain: pd.Timedelta) -> ev.Series:
+    """A NAB file without a labelled window, ``grain`` between rows, and evaluated as one."""
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=rows, freq=grain),
+                          "value": healthy_values(kind, rows, np.random.default_rng(seed), DAY // grain)})
     return ev.nab_file_series(f"{kind}/{seed}", frame, [])
 
 
@@ -81,17 +85,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--detector", type=detector_list, default="all", help="comma-separated detector names, or all")
     parser.add_argument("--series-per-kind", type=int, default=10, help="healthy series drawn of each kind")
-    parser.add_argument("--rows", type=int, default=4000, help="rows per series (5-minute rows)")
+    parser.add_argument("--rows", type=int, default=4000, help="rows per series")
+    parser.add_argument("--grain", type=period, default="5min", help="time between rows, e.g. 5min, 30min, 1h (default 5min)")
     parser.add_argument("--workers", type=int, default=2, help="processes scoring series in parallel")
     parser.add_argument("--refit-every", type=period, metavar="PERIOD",
                         help="retrain each detector on this schedule (1D: nightly), as deployed (default: fitted once)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    data = [healthy_series(kind, seed, args.rows) for kind in KINDS for seed in range(args.series_per_kind)]
+    grain = pd.Timedelta(args.grain)
+    if grain > DAY / 2:
+        parser.error(f"--grain {args.grain}: a daily season needs at least two rows a day (12 hours apart or less)")
+    data = [healthy_series(kind, seed, args.rows, grain) for kind in KINDS for seed in range(args.series_per_kind)]
     fitted = f"retrained every {args.refit_every}" if args.refit_every else "fitted once"
-    print(f"{len(data)} healthy series of {args.rows:,} rows, {fitted}; per 10,000 scored rows, alerts at level "
-          f"{ev.FIXED_LEVEL:g} / rows at that level before the refractory rule (what the level claims: {NOMINAL_PER_10K:g} "
-          "or fewer rows)", flush=True)
+    print(f"{len(data)} healthy series of {args.rows:,} rows {duration_text(grain)} apart, {fitted}; per 10,000 scored "
+          f"rows, alerts at level {ev.FIXED_LEVEL:g} / rows at that level before the refractory rule (what the level "
+          f"claims: {NOMINAL_PER_10K:g} or fewer rows)", flush=True)
     print(f"{'detector':<18} " + " ".join(f"{kind:>14}" for kind in KINDS), flush=True)
     figures = {}
     for detector in args.detector:
@@ -99,8 +107,8 @@ def main() -> None:
         print(f"{detector:<18} " + " ".join(f"{rates[kind]['alerts']:>6.1f} / {rates[kind]['rows_at_level']:>5.1f}"
                                             for kind in KINDS), flush=True)
     if args.json:
-        summary = {"rows": args.rows, "series_per_kind": args.series_per_kind, "refit_every": args.refit_every,
-                   "per_10k": figures}
+        summary = {"rows": args.rows, "grain": args.grain, "series_per_kind": args.series_per_kind,
+                   "refit_every": args.refit_every, "per_10k": figures}
         args.json.write_text(json.dumps(summary, indent=1))
 
 

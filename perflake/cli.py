@@ -650,7 +650,7 @@ def detector_list(text: str) -> list[str]:
 
 def period(text: str) -> str:
     """An argparse type: a positive fixed period (``1D``, ``6h``), as the offset alias ``Series.dt.floor`` takes (also
-    the false-alert benchmark's ``--refit-every``)."""
+    the false-alert benchmark's ``--refit-every`` and ``--grain``)."""
     import pandas as pd
     from pandas.tseries.frequencies import to_offset
 
