@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # kafka-python logs every failed connection attempt; the agent says once that it spools
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "sql":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -57,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; given the ``argv`` it will parse, the parser of ``evaluate``'s actions only when that
+    is the command: their options read the detector registry, whose numpy and pandas would cost every other command
+    about 0.4 s and 100 MB (the host agent runs as ``perflake agent run``)."""
     parser = argparse.ArgumentParser(prog="perflake", description="The performance lakehouse of ALL-USE.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -128,69 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate",
                                    help="anomaly detectors: score NAB outputs, evaluate, chart results, train and register, "
                                    "score a file; what recurs in one")
-    actions = evaluate.add_subparsers(dest="action", required=True, metavar="ACTION")
-    nab_score = actions.add_parser("nab-score",
-                                   help="the three NAB profile scores of a folder of detector outputs (NAB's layout)")
-    nab_score.add_argument("results_dir", type=Path, help="e.g. ../shared/data/nab/reference_detectors/numenta")
-    nab_score.add_argument("--thresholds", type=Path, help="NAB thresholds.json to use (default: NAB's optimum on the corpus)")
-    nab_score.add_argument("--nab-dir", type=Path, help="the NAB corpus (default <ml.reference_data_dir>/nab)")
-    nab_score.set_defaults(handler=cmd_evaluate_nab_score)
-    run_eval = actions.add_parser("run",
-                                  help="evaluate detectors and the null/random baselines on a labelled data set; logs to MLflow")
-    run_eval.add_argument("--dataset", required=True, choices=_dataset_names())
-    run_eval.add_argument("--detector", required=True, type=detector_list,
-                          help=f"comma-separated, or all ({', '.join(_detector_names())})")
-    run_eval.add_argument("--protocol", default="fixed,cross_fit",
-                          help="threshold protocols, comma-separated: fixed (level 4), cross_fit, nab, or level:X for "
-                          "another level given for every series, e.g. level:3,level:5 (default %(default)s)")
-    run_eval.add_argument("--refractory-rows", type=int, default=_default_refractory_rows(),
-                          help="an alert must beat the levels of this many rows before it (default %(default)s)")
-    run_eval.add_argument("--refit-every", type=period, metavar="PERIOD",
-                          help="retrain each detector on this schedule (e.g. 1D: nightly) on every row before, as deployed; "
-                          "one that learns as it streams keeps learning (default: fitted once)")
-    run_eval.add_argument("--workers", type=_positive_int, default=2,
-                          help="processes scoring series in parallel (default %(default)s)")
-    run_eval.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-    run_eval.add_argument("--json", type=Path, help="also write the results as JSON here")
-    run_eval.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
-    run_eval.add_argument("--nab-results", type=Path, metavar="DIR",
-                          help="nab only: also write each detector's scores here in NAB's results layout "
-                          "(for nab-score or NAB's own tools)")
-    run_eval.set_defaults(handler=cmd_evaluate_run)
-    chart = actions.add_parser("chart", help="draw a results file (run --json) against the targets and baselines, as a PNG")
-    chart.add_argument("results_file", type=Path, help="e.g. docs/results/nab.json")
-    chart.add_argument("--out", type=Path, help="the PNG to write (default: the results file's name with .png)")
-    chart.set_defaults(handler=cmd_evaluate_chart)
-    train = actions.add_parser("train", help="fit a detector on one series' normal rows, or a CSV of history, and register it "
-                               "in MLflow")
-    history = train.add_mutually_exclusive_group(required=True)
-    history.add_argument("--dataset", choices=_dataset_names(), help="a labelled data set's series (with --series)")
-    history.add_argument("--file", type=Path, help="a CSV of history (timestamp + metric columns), every row learned as normal")
-    train.add_argument("--series", help="with --dataset: e.g. realKnownCause/nyc_taxi.csv or machine-1-6")
-    which = train.add_mutually_exclusive_group(required=True)
-    which.add_argument("--detector", choices=_detector_names(), help="a new detector of this kind")
-    which.add_argument("--retrain", metavar="MODEL@ALIAS",
-                       help="with --file: retrain this registered detector (e.g. perflake-anomaly-ensemble@champion, or @3 "
-                       "for a version) on the file's history, as the nightly training does, and register its next version")
-    train.add_argument("--alias", default="champion", help="alias to point at the new version (default %(default)s)")
-    train.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
-    train.set_defaults(handler=cmd_evaluate_train)
-    score = actions.add_parser("score",
-                               help="score a CSV (timestamp + metric columns) with a registered detector, top rows explained")
-    score.add_argument("csv_file", type=Path)
-    score.add_argument("--model", required=True, help="registered model, e.g. perflake-anomaly-ensemble")
-    score.add_argument("--alias", default="champion", help="alias or version number (default %(default)s)")
-    score.add_argument("--top", type=_positive_int, default=10)
-    score.set_defaults(handler=cmd_evaluate_score)
-    patterns = actions.add_parser("patterns", help="what recurs in a CSV's metrics: season, regimes (quiet/normal/peak) "
-                                  "in the trading calendar, recurring shapes")
-    patterns.add_argument("csv_file", type=Path, help="timestamp + metric columns, e.g. a `perflake query` export")
-    patterns.add_argument("--metric", help="only this metric (default: every metric of the file)")
-    patterns.add_argument("--window", type=period, default="1h",
-                          help="the regimes' windows and the shapes' length, at least 8 rows (default %(default)s)")
-    patterns.add_argument("--top", type=_positive_int, default=3, help="recurring shapes per metric (default %(default)s)")
-    patterns.add_argument("--chart", type=Path, metavar="PNG", help="also draw the metric (one: --metric) as a PNG")
-    patterns.set_defaults(handler=cmd_evaluate_patterns)
+    if argv is None or _command_of(argv) == "evaluate":
+        _add_evaluate_actions(evaluate)
 
     smoke = commands.add_parser("smoke", help="platform self-test: Kafka -> Spark -> Delta with a throw-away table")
     smoke.add_argument("--events", type=_positive_int, default=DEFAULT_SMOKE_EVENTS,
@@ -319,6 +262,77 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     summary = simulate(config, workload, labels, speed=args.speed, on_progress=progress)
     print(f"done: {summary.total} events in {summary.wall_s:.1f}s wall ({dict(summary.events.most_common())})")
     return 0
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command ``argv`` names: its first argument that is not an option (the top level's only option is --help)."""
+    return next((argument for argument in argv if not argument.startswith("-")), None)
+
+
+def _add_evaluate_actions(evaluate: argparse.ArgumentParser) -> None:
+    actions = evaluate.add_subparsers(dest="action", required=True, metavar="ACTION")
+    nab_score = actions.add_parser("nab-score",
+                                   help="the three NAB profile scores of a folder of detector outputs (NAB's layout)")
+    nab_score.add_argument("results_dir", type=Path, help="e.g. ../shared/data/nab/reference_detectors/numenta")
+    nab_score.add_argument("--thresholds", type=Path, help="NAB thresholds.json to use (default: NAB's optimum on the corpus)")
+    nab_score.add_argument("--nab-dir", type=Path, help="the NAB corpus (default <ml.reference_data_dir>/nab)")
+    nab_score.set_defaults(handler=cmd_evaluate_nab_score)
+    run_eval = actions.add_parser("run",
+                                  help="evaluate detectors and the null/random baselines on a labelled data set; logs to MLflow")
+    run_eval.add_argument("--dataset", required=True, choices=_dataset_names())
+    run_eval.add_argument("--detector", required=True, type=detector_list,
+                          help=f"comma-separated, or all ({', '.join(_detector_names())})")
+    run_eval.add_argument("--protocol", default="fixed,cross_fit",
+                          help="threshold protocols, comma-separated: fixed (level 4), cross_fit, nab, or level:X for "
+                          "another level given for every series, e.g. level:3,level:5 (default %(default)s)")
+    run_eval.add_argument("--refractory-rows", type=int, default=_default_refractory_rows(),
+                          help="an alert must beat the levels of this many rows before it (default %(default)s)")
+    run_eval.add_argument("--refit-every", type=period, metavar="PERIOD",
+                          help="retrain each detector on this schedule (e.g. 1D: nightly) on every row before, as deployed; "
+                          "one that learns as it streams keeps learning (default: fitted once)")
+    run_eval.add_argument("--workers", type=_positive_int, default=2,
+                          help="processes scoring series in parallel (default %(default)s)")
+    run_eval.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    run_eval.add_argument("--json", type=Path, help="also write the results as JSON here")
+    run_eval.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
+    run_eval.add_argument("--nab-results", type=Path, metavar="DIR",
+                          help="nab only: also write each detector's scores here in NAB's results layout "
+                          "(for nab-score or NAB's own tools)")
+    run_eval.set_defaults(handler=cmd_evaluate_run)
+    chart = actions.add_parser("chart", help="draw a results file (run --json) against the targets and baselines, as a PNG")
+    chart.add_argument("results_file", type=Path, help="e.g. docs/results/nab.json")
+    chart.add_argument("--out", type=Path, help="the PNG to write (default: the results file's name with .png)")
+    chart.set_defaults(handler=cmd_evaluate_chart)
+    train = actions.add_parser("train", help="fit a detector on one series' normal rows, or a CSV of history, and register it "
+                               "in MLflow")
+    history = train.add_mutually_exclusive_group(required=True)
+    history.add_argument("--dataset", choices=_dataset_names(), help="a labelled data set's series (with --series)")
+    history.add_argument("--file", type=Path, help="a CSV of history (timestamp + metric columns), every row learned as normal")
+    train.add_argument("--series", help="with --dataset: e.g. realKnownCause/nyc_taxi.csv or machine-1-6")
+    which = train.add_mutually_exclusive_group(required=True)
+    which.add_argument("--detector", choices=_detector_names(), help="a new detector of this kind")
+    which.add_argument("--retrain", metavar="MODEL@ALIAS",
+                       help="with --file: retrain this registered detector (e.g. perflake-anomaly-ensemble@champion, or @3 "
+                       "for a version) on the file's history, as the nightly training does, and register its next version")
+    train.add_argument("--alias", default="champion", help="alias to point at the new version (default %(default)s)")
+    train.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
+    train.set_defaults(handler=cmd_evaluate_train)
+    score = actions.add_parser("score",
+                               help="score a CSV (timestamp + metric columns) with a registered detector, top rows explained")
+    score.add_argument("csv_file", type=Path)
+    score.add_argument("--model", required=True, help="registered model, e.g. perflake-anomaly-ensemble")
+    score.add_argument("--alias", default="champion", help="alias or version number (default %(default)s)")
+    score.add_argument("--top", type=_positive_int, default=10)
+    score.set_defaults(handler=cmd_evaluate_score)
+    patterns = actions.add_parser("patterns", help="what recurs in a CSV's metrics: season, regimes (quiet/normal/peak) "
+                                  "in the trading calendar, recurring shapes")
+    patterns.add_argument("csv_file", type=Path, help="timestamp + metric columns, e.g. a `perflake query` export")
+    patterns.add_argument("--metric", help="only this metric (default: every metric of the file)")
+    patterns.add_argument("--window", type=period, default="1h",
+                          help="the regimes' windows and the shapes' length, at least 8 rows (default %(default)s)")
+    patterns.add_argument("--top", type=_positive_int, default=3, help="recurring shapes per metric (default %(default)s)")
+    patterns.add_argument("--chart", type=Path, metavar="PNG", help="also draw the metric (one: --metric) as a PNG")
+    patterns.set_defaults(handler=cmd_evaluate_patterns)
 
 
 def _dataset_names() -> list[str]:

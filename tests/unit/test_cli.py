@@ -1,7 +1,10 @@
+import subprocess
+import sys
+
 import pytest
 
 from perflake.cli import build_parser, main
-from tests.support import make_environ, run_perflake
+from tests.support import PROJECT_DIR, make_environ, run_perflake
 
 
 @pytest.mark.parametrize("argv", [["services", "restart"], ["run", "--events", "0"], ["run", "--events", "many"], []])
@@ -55,6 +58,19 @@ def test_training_takes_one_source_of_history_and_one_detector(argv, refusal, ca
     with pytest.raises(SystemExit):
         build_parser().parse_args(["evaluate", "train", *argv])
     assert refusal in capsys.readouterr().err
+
+
+def test_only_the_evaluate_command_loads_the_detectors():
+    # the host agent runs as `perflake agent run`: the detectors' numpy and pandas would cost it about 100 MB
+    parse = "import sys; from perflake.cli import build_parser; build_parser(sys.argv[1:]).parse_args(sys.argv[1:]); "
+
+    def modules_after_parsing(*argv: str) -> set[str]:
+        shown = subprocess.run([sys.executable, "-c", parse + "print(*sys.modules)", *argv], cwd=PROJECT_DIR,
+                               capture_output=True, text=True, check=True).stdout
+        return set(shown.split())
+
+    assert "pandas" not in modules_after_parsing("agent", "status")
+    assert "perflake.anomaly.detectors" in modules_after_parsing(*EVALUATE_RUN)
 
 
 def test_config_prints_the_active_profile(tmp_path):
