@@ -549,10 +549,7 @@ class SeasonalProfileDetector(UnivariateDetector):
                 continue
             rest = pd.Series(values[~held])
             median, spread = rest.median(), robust_sigma(rest)
-            # a slot without a profile reads the other days' figure; a held-out row has a day, so a time and a slot
-            centre = np.where(np.isnan(medians), median, medians)[slot[held]]
-            slot_spread = np.where(np.isnan(spreads), spread, spreads)[slot[held]]
-            profile_loss.append(laplace_loss(values[held], centre, np.maximum(slot_spread, self.spread_floor * spread)))
+            profile_loss.append(laplace_loss(values[held], *self._expected(medians, spreads, median, spread, slot[held])))
             whole_loss.append(laplace_loss(values[held], median, spread))
         return bool(profile_loss) and np.mean(np.concatenate(profile_loss)) < np.mean(np.concatenate(whole_loss))
 
@@ -563,11 +560,19 @@ class SeasonalProfileDetector(UnivariateDetector):
     def _per_metric(self, metric, values, times):
         medians, spreads, (overall_median, overall_spread) = self.profiles[metric]
         codes, slots = times
-        # the last entry, the whole history's figure, is what code -1 and a slot without a profile read
-        centre = np.array([medians.get(slot, overall_median) for slot in slots] + [overall_median])[codes]
-        spread = np.array([spreads.get(slot, overall_spread) for slot in slots] + [overall_spread])[codes]
-        spread = np.maximum(spread, self.spread_floor * overall_spread)
+        centre, spread = self._expected(np.array([medians.get(slot, np.nan) for slot in slots], dtype=float),
+                                        np.array([spreads.get(slot, np.nan) for slot in slots], dtype=float),
+                                        overall_median, overall_spread, codes)
         return np.abs(values - centre) / (spread + EPSILON), centre, spread
+
+    def _expected(self, medians, spreads, median, spread, codes) -> tuple[np.ndarray, np.ndarray]:
+        """The centre and spread of rows in slots ``codes``, from slot medians and spreads by code (NaN: no profile)
+        and the whole history's ``median`` and ``spread``: a slot without a profile, and a row without a time (code -1),
+        reads the whole history's; a slot's spread is at least ``spread_floor`` of the whole's. Scoring and the
+        held-out-day test read rows alike through it."""
+        centre = np.append(np.where(np.isnan(medians), median, medians), median)[codes]  # code -1: the appended figure
+        slot_spread = np.append(np.where(np.isnan(spreads), spread, spreads), spread)[codes]
+        return centre, np.maximum(slot_spread, self.spread_floor * spread)
 
 
 class MotifNoveltyDetector(UnivariateDetector):
