@@ -84,6 +84,8 @@ def test_a_file_that_is_not_one_data_sets_results_is_refused_naming_it(tmp_path)
     twice, unknown = tmp_path / "twice.json", tmp_path / "unknown.json"
     twice.write_text(json.dumps(result_rows("smd", FIGURES) + result_rows("smd", {("ensemble", "fixed"): (1, 1, 1, 1)})))
     unknown.write_text(json.dumps(result_rows("smd", {("ensemble", "best_on_test"): (1, 1, 1, 1)})))
+    no_level = tmp_path / "no_level.json"
+    no_level.write_text(json.dumps(result_rows("smd", {("ensemble", "level:high"): (1, 1, 1, 1)})))
     with pytest.raises(ValueError, match=f"{not_json}: not JSON"):
         charts.read_results(not_json)
     with pytest.raises(ValueError, match=r"wrong.json: result rows need .*missing \['dataset', 'protocol'"):
@@ -94,6 +96,8 @@ def test_a_file_that_is_not_one_data_sets_results_is_refused_naming_it(tmp_path)
         charts.read_results(twice)
     with pytest.raises(ValueError, match=r"unknown.json: unknown threshold protocols \['best_on_test'\]"):
         charts.read_results(unknown)
+    with pytest.raises(ValueError, match=r"no_level.json: threshold protocol 'level:high': a given level is a positive number"):
+        charts.read_results(no_level)
 
 
 def test_chart_cli_writes_a_png_beside_the_results_and_refuses_a_bad_file(tmp_path, capsys):
