@@ -282,7 +282,7 @@ def _add_evaluate_actions(evaluate: argparse.ArgumentParser) -> None:
     run_eval.add_argument("--dataset", required=True, choices=_dataset_names())
     run_eval.add_argument("--detector", required=True, type=detector_list,
                           help=f"comma-separated, or all ({', '.join(_detector_names())})")
-    run_eval.add_argument("--protocol", default="fixed,cross_fit",
+    run_eval.add_argument("--protocol", default="fixed,cross_fit", type=protocol_list,
                           help="threshold protocols, comma-separated: fixed (level 4), cross_fit, nab, or level:X for "
                           "another level given for every series, e.g. level:3,level:5 (default %(default)s)")
     run_eval.add_argument("--refractory-rows", type=int, default=_default_refractory_rows(),
@@ -364,7 +364,7 @@ def cmd_evaluate_run(args: argparse.Namespace) -> int:
     from perflake.anomaly.commands import run_evaluation, summary_json
 
     def run() -> None:
-        results = run_evaluation(get_config(), args.dataset, args.detector, args.protocol.split(","), args.refractory_rows,
+        results = run_evaluation(get_config(), args.dataset, args.detector, args.protocol, args.refractory_rows,
                                  args.workers, track=not args.no_track, say=lambda line: print(line, flush=True),
                                  refit_every=args.refit_every, data_dir=args.data_dir, nab_results=args.nab_results)
         if args.json:
@@ -660,6 +660,18 @@ def detector_list(text: str) -> list[str]:
         return detector_names(text)
     except ValueError as refusal:
         raise argparse.ArgumentTypeError(str(refusal)) from None
+
+
+def protocol_list(text: str) -> list[str]:
+    """An argparse type: threshold protocols, comma-separated (``evaluate.check_protocols``)."""
+    from perflake.anomaly.evaluate import check_protocols
+
+    protocols = text.split(",")
+    try:
+        check_protocols(protocols)
+    except ValueError as refusal:
+        raise argparse.ArgumentTypeError(str(refusal)) from None
+    return protocols
 
 
 def period(text: str) -> str:

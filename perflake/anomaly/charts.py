@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from perflake.anomaly.detectors import DETECTORS
-from perflake.anomaly.evaluate import BASELINES, GIVEN_LEVEL, given_level
+from perflake.anomaly.evaluate import BASELINES, check_protocols
 from perflake.anomaly.features import metric_columns
 from perflake.anomaly.patterns import RecurringBehaviour, autocorrelation, duration_text
 
@@ -71,15 +71,10 @@ def read_results(path: Path) -> pd.DataFrame:
     datasets = sorted(results["dataset"].unique())
     if len(datasets) > 1:
         raise ValueError(f"{path}: one data set per chart; this file has {datasets}")
-    unknown = sorted(p for p in set(results["protocol"]) - set(PROTOCOL_MARKERS) if not p.startswith(GIVEN_LEVEL))
-    if unknown:
-        raise ValueError(f"{path}: unknown threshold protocols {unknown}; known: {list(PROTOCOL_MARKERS)}, "
-                         f"{GIVEN_LEVEL}X")
-    for protocol in sorted(set(results["protocol"]) - set(PROTOCOL_MARKERS)):
-        try:
-            given_level(protocol)
-        except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
+    try:
+        check_protocols(sorted(set(results["protocol"])))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     repeated = results[results.duplicated(["detector", "protocol"])]
     if len(repeated):  # two runs in one file: which figure to draw is not for the chart to pick
         raise ValueError(f"{path}: {repeated['detector'].iloc[0]} under {repeated['protocol'].iloc[0]} appears more than once")

@@ -57,6 +57,7 @@ def run_evaluation(config: Config, dataset: str, detectors: list[str], protocols
     """
     from perflake.anomaly import tracking
 
+    ev.check_protocols(protocols, dataset)
     if nab_results and dataset != "nab":
         raise ValueError(f"NAB's results layout is for the nab data set; {dataset} has no NAB windows to score")
     folder = dataset_folder(config, dataset, data_dir)

@@ -52,6 +52,7 @@ from perflake.anomaly.features import metric_columns
 
 FIXED_LEVEL = 4.0
 GIVEN_LEVEL = "level:"  # the protocol of a level given instead of FIXED_LEVEL: "level:5"
+PROTOCOLS = ("fixed", "cross_fit", "nab")  # and GIVEN_LEVEL's
 DEFAULT_REFRACTORY_ROWS = 400
 SMD_START = pd.Timestamp("2026-01-05", tz="UTC")  # SMD has no timestamps: minutes from an arbitrary Monday, test after train
 BASELINES = ("null", "random")
@@ -429,23 +430,34 @@ def given_level(protocol: str) -> float | None:
     return level
 
 
+def check_protocols(protocols: Iterable[str], dataset: str | None = None) -> None:
+    """Refuses, naming them, threshold protocols other than ``PROTOCOLS`` and ``level:X`` (X a positive number), and
+    ``nab`` for a ``dataset`` other than NAB: before any data is read (``perflake evaluate run`` checks its arguments)."""
+    protocols = list(protocols)
+    unknown = sorted({name for name in protocols if name not in PROTOCOLS and not name.startswith(GIVEN_LEVEL)})
+    if unknown:
+        known = f"{', '.join(PROTOCOLS)} or {GIVEN_LEVEL}X (a given level)"
+        raise ValueError(f"unknown threshold protocols {unknown}; known: {known}")
+    for protocol in protocols:
+        given_level(protocol)
+    if "nab" in protocols and dataset not in (None, "nab"):
+        raise ValueError(f"the nab protocol applies to the NAB data set only, not to {dataset}")
+
+
 def choose_thresholds(dataset: str, data: dict[str, Series], scored: dict[str, Scored], protocol: str) -> dict[str, float]:
+    check_protocols([protocol], dataset)
     names = sorted(data)
     level = given_level(protocol)
     if level is not None:
         return dict.fromkeys(names, level)
     if protocol == "nab":
-        if dataset != "nab":
-            raise ValueError("the nab protocol applies to the NAB data set only")
         return dict.fromkeys(names, nab_threshold(data, scored, names, nab.PROFILES["standard"]))
-    if protocol == "cross_fit":
-        thresholds = {}
-        for fold, other in zip(folds(names), reversed(folds(names))):
-            tuned = (nab_threshold(data, scored, other, nab.PROFILES["standard"]) if dataset == "nab"
-                     else best_f1_threshold(data, scored, other))
-            thresholds |= dict.fromkeys(fold, tuned)
-        return thresholds
-    raise ValueError(f"unknown threshold protocol {protocol!r}: fixed, cross_fit, nab or {GIVEN_LEVEL}X (a given level)")
+    thresholds = {}  # cross_fit
+    for fold, other in zip(folds(names), reversed(folds(names))):
+        tuned = (nab_threshold(data, scored, other, nab.PROFILES["standard"]) if dataset == "nab"
+                 else best_f1_threshold(data, scored, other))
+        thresholds |= dict.fromkeys(fold, tuned)
+    return thresholds
 
 
 def evaluate(dataset: str, data: list[Series], scored: dict[str, Scored], detector: str, protocol: str,

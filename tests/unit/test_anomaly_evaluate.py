@@ -90,8 +90,10 @@ def test_a_walk_forward_result_names_its_retraining_schedule_and_a_fitted_once_r
 
 
 def test_an_unknown_protocol_or_data_set_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match="unknown threshold protocol 'best'"):
+    with pytest.raises(ValueError, match=r"unknown threshold protocols \['best'\]; known: fixed, cross_fit, nab or level:X"):
         ev.choose_thresholds("smd", {}, {}, "best")
+    with pytest.raises(ValueError, match="the nab protocol applies to the NAB data set only, not to smd"):
+        ev.choose_thresholds("smd", {}, {}, "nab")
     with pytest.raises(FileNotFoundError, match=r"data set 'smd' not found at .*smd \(--data-dir, or \[ml\] reference_data_dir"):
         ev.load_dataset("smd", tmp_path / "smd")
 

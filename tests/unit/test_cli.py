@@ -37,6 +37,26 @@ def test_an_unknown_detector_is_refused_by_name_before_any_data_is_read(tmp_path
     assert build_parser().parse_args([*EVALUATE_RUN[:-1], "all"]).detector[-1] == "ensemble"
 
 
+@pytest.mark.parametrize(("protocols", "refusal"), [
+    ("fixed,fixd", "argument --protocol: unknown threshold protocols ['fixd']; known: fixed, cross_fit, nab or level:X"),
+    ("level:high", "argument --protocol: threshold protocol 'level:high': a given level is a positive number"),
+])
+def test_an_unknown_threshold_protocol_is_refused_by_name_when_the_arguments_are_read(protocols, refusal, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([*EVALUATE_RUN, "--protocol", protocols])
+    assert exit_info.value.code == 2
+    assert refusal in capsys.readouterr().err
+    assert build_parser().parse_args([*EVALUATE_RUN, "--protocol", "nab,level:3"]).protocol == ["nab", "level:3"]
+    assert build_parser().parse_args(EVALUATE_RUN).protocol == ["fixed", "cross_fit"]
+
+
+def test_the_nab_protocol_on_another_data_set_is_refused_before_any_data_is_read(tmp_path, capsys):
+    argv = ["evaluate", "run", "--dataset", "smd", "--detector", "median_mad", "--protocol", "fixed,nab", "--no-track",
+            "--data-dir", str(tmp_path / "nowhere")]  # the data set's refusal would come first were it read
+    assert main(argv) == 2
+    assert "the nab protocol applies to the NAB data set only, not to smd" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("argv", "refusal"), [
     (["--detector", "median_mad", "--file", "history.csv", "--series", "machine-1-6"],
      "--series and --data-dir pick a series of a labelled data set"),
