@@ -156,6 +156,7 @@ class Detector(ABC):
 
     calibration: TailCalibration | SurpriseCalibration | None = None
     _tail: pd.DataFrame | None = None
+    _first_scored = 0  # in an update, the first new row: the kept rows before it are read as context, their scores dropped
     _not_learned: dict[str, str] = {}  # metric: why (metrics_not_learned)
 
     def fit(self, history: pd.DataFrame) -> Detector:
@@ -232,10 +233,18 @@ class Detector(ABC):
         return raw
 
     def update(self, new_rows: pd.DataFrame) -> pd.DataFrame:
-        """Score the next rows of a stream, reading the rows kept from earlier calls."""
+        """Score the next rows of a stream, reading the rows kept from earlier calls (a detector may leave their scores
+        out: ``_first_scored``)."""
         self._check_fitted("updating it")
-        joined = pd.concat([self._tail, checked_frame(new_rows)], ignore_index=True)
-        scored = self.score(joined).iloc[len(self._tail) :]
+        new_rows = checked_frame(new_rows)
+        if new_rows.empty:  # a poll that brought no rows: nothing to score, the kept rows stay
+            return self.score(new_rows)
+        joined = pd.concat([self._tail, new_rows], ignore_index=True)
+        self._first_scored = len(self._tail)
+        try:
+            scored = self.score(joined).iloc[len(self._tail) :]
+        finally:
+            self._first_scored = 0
         self._keep_context(joined)
         return scored.set_index(new_rows.index)
 
@@ -584,7 +593,6 @@ class MotifNoveltyDetector(UnivariateDetector):
     """
 
     name, family = "motif_novelty", "pattern"
-    _first_scored = 0  # rows before it are only read as earlier windows (update's kept rows)
 
     def __init__(self, length: int = 8, recent: int = 4000):
         self.length, self.recent = length, recent
@@ -608,14 +616,6 @@ class MotifNoveltyDetector(UnivariateDetector):
         unscored = np.full(skipped, np.nan)
         return (self.libraries[metric].novelty(values, self._first_scored),
                 np.concatenate([unscored, past.median().to_numpy()]), np.concatenate([unscored, past.std().to_numpy()]))
-
-    def update(self, new_rows):
-        """As ``Detector.update``; the kept rows are read as the windows before the new ones, not scored again."""
-        self._first_scored = 0 if self._tail is None else len(self._tail)
-        try:
-            return super().update(new_rows)
-        finally:
-            self._first_scored = 0
 
 
 class LevelTransitions:
@@ -854,13 +854,17 @@ class FeatureModelDetector(Detector):
         return np.abs(matrix)
 
     def _raw(self, frame):
-        matrix = self._matrix(self._filled(self.features(frame)))
+        # an update's kept rows fill the features' windows; the model reads only the new rows (a third of knn_distance's call)
+        matrix = self._matrix(self._filled(self.features(frame)))[self._first_scored :]
         top = self._contributions(matrix).argmax(axis=1)
-        contributor = np.asarray(self.columns, dtype=object)[top]
+        contributor = np.full(len(frame), self.columns[0], dtype=object)
+        contributor[self._first_scored :] = np.asarray(self.columns, dtype=object)[top]
         metric = np.array([contributing_metric(name) for name in contributor], dtype=object)
         low, high = _typical_ranges(frame, metric)
         nothing_measured = frame[self._learned_metrics(frame)].isna().all(axis=1).to_numpy()  # a gap is not scored
-        raw = np.where(nothing_measured, np.nan, self._model_raw(matrix))
+        raw = np.full(len(frame), np.nan)
+        raw[self._first_scored :] = self._model_raw(matrix)
+        raw[nothing_measured] = np.nan
         return pd.DataFrame({"raw": raw, "expected_low": low, "expected_high": high, "contributor": contributor},
                             index=frame.index)
 

@@ -148,7 +148,8 @@ WINDOWED = FeatureSet("windowed", 1, (Feature("robust_z", 60), Feature("zscore",
 
 
 @pytest.mark.parametrize("name,params", [("median_mad", {}), ("knn_distance", {"feature_set": WINDOWED}),
-                                         ("sequence_surprise", {}), ("motif_novelty", {"recent": 300}), ("ensemble", {})])
+                                         ("isolation_forest", {"feature_set": WINDOWED}), ("sequence_surprise", {}),
+                                         ("motif_novelty", {"recent": 300}), ("ensemble", {})])
 def test_streaming_updates_score_as_one_pass_does(name, params):
     frame = syn.with_anomaly("spike")
     detector = make_detector(name, **params).fit(frame.iloc[: syn.FIT_ROWS])
@@ -156,6 +157,7 @@ def test_streaming_updates_score_as_one_pass_does(name, params):
     streamed = pd.concat([detector.update(frame.iloc[start : start + 100]) for start in range(syn.FIT_ROWS, syn.ROWS, 100)])
     for column in ("score", "expected_low", "expected_high"):
         np.testing.assert_allclose(streamed[column].to_numpy(dtype=float), whole[column].to_numpy(dtype=float), err_msg=column)
+    assert streamed["contributor"].tolist() == whole["contributor"].tolist()
 
 
 @pytest.mark.parametrize("name", DETECTORS)
