@@ -38,7 +38,7 @@ import pandas as pd
 
 from perflake.anomaly.features import (DETECTOR_FEATURES, EPSILON, MAD_TO_SIGMA, FeatureSet, compute_features,
                                        grouped_median_sigma, metric_columns, past_median_spread, robust_sigma,
-                                       seasonal_slots)
+                                       seasonal_slots, seasonal_state)
 from perflake.anomaly.patterns import ShapeLibrary, dominant_period, duration_text
 
 TAIL_QUANTILE = 0.95
@@ -48,8 +48,9 @@ SCORE_COLUMNS = ["raw", "score", "expected_low", "expected_high", "contributor"]
 # The layout of a fitted detector's state, recorded with every registered model: bump it when a
 # detector's attributes change, so that an older registered model is refused when it is loaded
 # instead of failing at its first score (2: isolation_forest's ``held``, 2026-12-04; 3: motif_novelty's windows
-# in the history's unit, 2026-12-05; 4: isolation_forest's ``beyond_range`` for ``held``, 2026-12-06).
-STATE_FORMAT = 4
+# in the history's unit, 2026-12-05; 4: isolation_forest's ``beyond_range`` for ``held``, 2026-12-06; 5: the feature
+# models' ``_slot_sums``, 2026-12-06).
+STATE_FORMAT = 5
 DAY = pd.Timedelta(days=1)
 NEVER_MEASURED = "no value measured in the fit history"  # why a metric was not learned
 
@@ -792,16 +793,29 @@ class FeatureModelDetector(Detector):
     """Fits a scikit-learn model of normal feature vectors (``feature_set``, computed point in time)."""
 
     max_fit_rows = 5000
+    _slot_sums: dict[str, pd.DataFrame] | None = None  # per metric, the seasonal slots' sums over the rows before the kept ones
 
     def __init__(self, feature_set: FeatureSet = DETECTOR_FEATURES, seed: int = 0):
         self.feature_set, self.seed = feature_set, seed
         self.context_rows = max(feature.window for feature in feature_set.features) + 1
 
     def features(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The feature set's values, missing where a feature is not defined (its window still filling, a gap)."""
-        return compute_features(frame, self.feature_set).replace([np.inf, -np.inf], np.nan)
+        """The feature set's values, missing where a feature is not defined (its window still filling, a gap).
+
+        In an update ``frame`` begins with the kept rows, and a seasonal feature reads every row before them too
+        through the slots' sums (``_keep_context``), as one pass over the whole stream would."""
+        earlier = self._slot_sums if self._first_scored else None
+        return compute_features(frame, self.feature_set, earlier).replace([np.inf, -np.inf], np.nan)
+
+    def _keep_context(self, rows):
+        """As ``Detector._keep_context``; the rows that leave the kept ones are added to the seasonal slots' sums."""
+        leaving = rows.iloc[: max(0, len(rows) - self.context_rows)]
+        if len(leaving) and any(feature.kind == "seasonal_z" for feature in self.feature_set.features):
+            self._slot_sums = seasonal_state(leaving, self.feature_set, self._slot_sums)
+        super()._keep_context(rows)
 
     def _fit(self, history):
+        self._slot_sums = None  # a fit starts from its history alone
         features = self.features(history)
         self.columns, refused = self._learnable(history, features)
         self._keep_not_learned(history, refused)

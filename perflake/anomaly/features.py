@@ -91,28 +91,54 @@ def robust_z(values: pd.Series, window: int) -> pd.Series:
     return (values - median) / (spread + EPSILON)
 
 
-def seasonal_z(values: pd.Series, slots: pd.Series) -> pd.Series:
+def seasonal_z(values: pd.Series, slots: pd.Series, earlier: pd.DataFrame | None = None) -> pd.Series:
     """x against the mean and spread (standard deviation) of the earlier measured rows in the same seasonal slot.
 
     Running sums per slot, not a Python call per slot: streaming scorers compute it for every row.
     The sums are of deviations from the slot's first measured value (an earlier row), so the sum
     of squares keeps its precision on large values (a byte counter's squares exceed 2^53).
+    ``earlier``: the slots' sums over the rows before ``values`` (``seasonal_sums``), for a stream
+    read a few rows at a time; without it, ``values`` are all there is.
     """
+    deviation, before = _slot_deviations(values, slots, earlier)
     groups = slots.to_numpy()
-    deviation = values - values.groupby(groups).transform("first")
 
-    def over_earlier_rows(column: pd.Series) -> pd.Series:
-        return column.groupby(groups).cumsum() - column
+    def over_earlier_rows(column: pd.Series, total: str) -> pd.Series:
+        return before(total) + column.groupby(groups).cumsum() - column
 
     measured = deviation.fillna(0.0)  # a missing value adds nothing to the sums nor to the count
-    count = over_earlier_rows(values.notna().astype(float))
-    mean = over_earlier_rows(measured) / count
-    variance = (over_earlier_rows(measured**2) - count * mean**2) / (count - 1)
+    count = over_earlier_rows(values.notna().astype(float), "count")
+    mean = over_earlier_rows(measured, "total") / count
+    variance = (over_earlier_rows(measured**2, "squares") - count * mean**2) / (count - 1)
     # three earlier rows of the slot at least: the spread of one or two is no spread
     return ((deviation - mean) / (np.sqrt(variance.clip(lower=0.0)) + EPSILON)).where(count >= 3)
 
 
-def _metric_feature(values: pd.Series, feature: Feature, slots: pd.Series) -> pd.Series:
+def seasonal_sums(values: pd.Series, slots: pd.Series, earlier: pd.DataFrame | None = None) -> pd.DataFrame:
+    """What ``seasonal_z`` reads of these rows and ``earlier``'s, per slot: the deviations' origin (``first``, the
+    slot's first measured value), and the ``count``, ``total`` and sum of ``squares`` of its measured deviations."""
+    deviation, _ = _slot_deviations(values, slots, earlier)
+    measured = deviation.fillna(0.0)
+    rows = pd.DataFrame({"first": values - deviation, "count": values.notna().astype(float), "total": measured,
+                         "squares": measured**2})
+    sums = rows.groupby(slots.to_numpy()).agg({"first": "first", "count": "sum", "total": "sum", "squares": "sum"})
+    if earlier is None:
+        return sums
+    combined = earlier.drop(columns="first").add(sums.drop(columns="first"), fill_value=0.0)
+    return combined.assign(first=earlier["first"].combine_first(sums["first"]))[sums.columns]
+
+
+def _slot_deviations(values: pd.Series, slots: pd.Series, earlier: pd.DataFrame | None):
+    """Each row's deviation from its slot's origin (``earlier``'s, else the slot's first measured value here), and
+    a lookup of ``earlier``'s sums per row (0 where there are none)."""
+    origin = values.groupby(slots.to_numpy()).transform("first")
+    if earlier is None:
+        return values - origin, lambda column: 0.0
+    kept_origin = slots.map(earlier["first"]).astype(float)
+    return values - kept_origin.fillna(origin), lambda column: slots.map(earlier[column]).astype(float).fillna(0.0)
+
+
+def _metric_feature(values: pd.Series, feature: Feature, slots: pd.Series, earlier: pd.DataFrame | None) -> pd.Series:
     w = feature.window
     match feature.kind:
         case "value":
@@ -145,7 +171,7 @@ def _metric_feature(values: pd.Series, feature: Feature, slots: pd.Series) -> pd
         case "volatility_ratio":  # spread of the last w/8 rows against the last w
             return _rolling(values, max(2, w // 8)).std() / (_rolling(values, w).std() + EPSILON)
         case "seasonal_z":
-            return seasonal_z(values, slots)
+            return seasonal_z(values, slots, earlier)
     raise ValueError(f"unknown feature kind {feature.kind!r}")
 
 
@@ -192,8 +218,13 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
     return [column for column in frame.columns if column != "timestamp"]
 
 
-def compute_features(frame: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFrame:
-    """Feature columns for ``frame`` (``timestamp`` + one numeric column per metric, in time order)."""
+def compute_features(frame: pd.DataFrame, feature_set: FeatureSet, earlier: dict[str, pd.DataFrame] | None = None
+                     ) -> pd.DataFrame:
+    """Feature columns for ``frame`` (``timestamp`` + one numeric column per metric, in time order).
+
+    ``earlier``: per metric, the seasonal slots' sums over the rows before ``frame`` (``seasonal_state``), for a
+    stream read a few rows at a time; the rolling features read the rows of ``frame`` only.
+    """
     if "timestamp" not in frame.columns:
         raise ValueError("compute_features needs a 'timestamp' column")
     metrics = metric_columns(frame)
@@ -204,7 +235,7 @@ def compute_features(frame: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFra
     for metric in metrics:
         values = frame[metric].astype(float)
         for feature in feature_set.features:
-            columns[f"{metric}__{feature.name}"] = _metric_feature(values, feature, slots)
+            columns[f"{metric}__{feature.name}"] = _metric_feature(values, feature, slots, (earlier or {}).get(metric))
     result = pd.DataFrame(columns, index=frame.index)
     if feature_set.cross_series and len(metrics) > 1:
         zs = pd.DataFrame({m: robust_z(frame[m].astype(float), 60) for m in metrics}).abs()
@@ -214,6 +245,15 @@ def compute_features(frame: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFra
     if feature_set.calendar:
         result = result.join(calendar_features(frame["timestamp"], feature_set.timezone))
     return result
+
+
+def seasonal_state(frame: pd.DataFrame, feature_set: FeatureSet, earlier: dict[str, pd.DataFrame] | None = None
+                   ) -> dict[str, pd.DataFrame]:
+    """Per metric, the seasonal slots' sums over ``frame``'s rows and ``earlier``'s (``seasonal_sums``): what
+    ``compute_features`` needs to read the rows after them as one pass would."""
+    slots = seasonal_slots(frame["timestamp"], feature_set.seasonal_slot, feature_set.timezone)
+    return {metric: seasonal_sums(frame[metric].astype(float), slots, (earlier or {}).get(metric))
+            for metric in metric_columns(frame)}
 
 
 def source_features(rows: pd.DataFrame, feature_set: FeatureSet, time_column: str = "window_at",

@@ -160,6 +160,26 @@ def test_streaming_updates_score_as_one_pass_does(name, params):
     assert streamed["contributor"].tolist() == whole["contributor"].tolist()
 
 
+@pytest.mark.parametrize("name", ["knn_distance", "one_class_svm"])
+def test_a_streamed_feature_model_reads_its_seasonal_slots_over_every_earlier_row_as_one_pass_does(name):
+    # four weeks of ten-minute rows: the default feature set's seasonal_z reads the same hour of every earlier week,
+    # far beyond the 301 rows an update keeps
+    rng = np.random.default_rng(4)
+    n = 4032
+    minutes = np.arange(n) * 10
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=n, freq="10min", tz="UTC"),
+                          "value": 50 + 20 * np.sin(2 * np.pi * minutes / 1440) + rng.normal(0, 2, n)})
+    fit_rows = 1500
+    detector = make_detector(name).fit(frame.iloc[:fit_rows])
+    assert "value__seasonal_z" in detector.columns
+    whole = detector.score(frame).iloc[fit_rows:]
+    streamed = pd.concat([detector.update(frame.iloc[start : start + 97]) for start in range(fit_rows, n, 97)])
+    np.testing.assert_allclose(streamed["raw"].to_numpy(dtype=float), whole["raw"].to_numpy(dtype=float), rtol=1e-9)
+    refitted = make_detector(name).fit(frame.iloc[:fit_rows]).refit(frame.iloc[:3000])
+    np.testing.assert_allclose(refitted.update(frame.iloc[3000:])["raw"].to_numpy(dtype=float),
+                               refitted.score(frame).iloc[3000:]["raw"].to_numpy(dtype=float), rtol=1e-9)
+
+
 @pytest.mark.parametrize("name", DETECTORS)
 def test_rows_in_another_time_zone_or_without_one_score_as_the_same_instants_in_utc(name):
     frame = syn.with_anomaly("spike")

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from perflake.anomaly.features import (DETECTOR_FEATURES, Feature, FeatureSet, compute_features, grouped_median_sigma,
-                                       metric_features, robust_sigma, seasonal_z, source_features, spark_features)
+                                       metric_features, robust_sigma, seasonal_sums, seasonal_z, source_features,
+                                       spark_features)
 from tests import synthetic as syn
 
 EVERY_KIND = FeatureSet(
@@ -47,6 +48,18 @@ def test_the_seasonal_z_reads_the_earlier_measured_rows_of_its_slot_and_keeps_it
     assert z.iloc[7] == pytest.approx((40 - 20) / 10, rel=1e-9)  # slot 1 before it: 10, 20, 30
     assert z.iloc[8] == pytest.approx((100 - 7 / 3) / statistics.stdev([1, 2, 4]), rel=1e-9)  # the missing value left out
     assert z.iloc[9] == pytest.approx((50 - 25) / statistics.stdev([10, 20, 30, 40]), rel=1e-9)
+
+
+@pytest.mark.parametrize("split", [1, 3, 5, 8])
+def test_the_seasonal_z_of_later_rows_reads_the_earlier_rows_through_their_slot_sums_as_one_pass_does(split):
+    offset = 1e9
+    values = pd.Series([1.0, 10, 2, 20, np.nan, 30, 4, 40, 100, 50, 7, np.nan]) + offset
+    slots = pd.Series([0, 1] * 5 + [2, 0])  # slot 2 first seen after the split; the last row's value missing
+    earlier = seasonal_sums(values.iloc[:split], slots.iloc[:split])
+    later = seasonal_z(values.iloc[split:], slots.iloc[split:], earlier)
+    np.testing.assert_allclose(later.to_numpy(), seasonal_z(values, slots).iloc[split:].to_numpy(), rtol=1e-9)
+    in_two = seasonal_sums(values.iloc[split:], slots.iloc[split:], earlier)
+    pd.testing.assert_frame_equal(in_two, seasonal_sums(values, slots), rtol=1e-9)
 
 
 def test_each_groups_median_and_spread_are_those_of_its_values_alone():
