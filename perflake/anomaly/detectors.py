@@ -13,10 +13,10 @@ time order. ``score`` returns, per row and using only that row and the rows befo
 - ``contributor``: what contributed most (the metric, or ``metric__feature`` for feature models).
 
 ``update`` scores new rows of a stream and keeps the last ``context_rows`` rows as state, so a
-live scorer holds bounded memory. Window detectors, and feature models whose features are all
-windowed, then score exactly as one pass over the whole series; the recursive ones (EWMA,
-Holt-Winters, CUSUM) rebuild their state from those rows, at least five spans, beyond which older
-rows weigh under 1 %; a seasonal profile (``seasonal_z``) sees only the retained rows.
+live scorer holds bounded memory. Window detectors and the feature models (whose ``seasonal_z``
+reads every earlier row through its slots' running sums, carried from call to call) then score
+exactly as one pass over the whole series; the recursive ones (EWMA, Holt-Winters, CUSUM) rebuild
+their state from those rows, at least five spans, beyond which older rows weigh under 1 %.
 ``sequence_surprise`` keeps learning: its ``update`` advances the fitted model.
 
 ``refit`` is the scheduled retraining (nightly): a model of the fit history is learned again on
@@ -871,9 +871,9 @@ class FeatureModelDetector(Detector):
         # an update's kept rows fill the features' windows; the model reads only the new rows (a third of knn_distance's call)
         matrix = self._matrix(self._filled(self.features(frame)))[self._first_scored :]
         top = self._contributions(matrix).argmax(axis=1)
-        contributor = np.full(len(frame), self.columns[0], dtype=object)
+        contributor = np.full(len(frame), None, dtype=object)  # none for the kept rows: their scores are dropped
         contributor[self._first_scored :] = np.asarray(self.columns, dtype=object)[top]
-        metric = np.array([contributing_metric(name) for name in contributor], dtype=object)
+        metric = np.array([name and contributing_metric(name) for name in contributor], dtype=object)
         low, high = _typical_ranges(frame, metric)
         nothing_measured = frame[self._learned_metrics(frame)].isna().all(axis=1).to_numpy()  # a gap is not scored
         raw = np.full(len(frame), np.nan)
@@ -887,9 +887,10 @@ class FeatureModelDetector(Detector):
 
 
 def _typical_ranges(frame: pd.DataFrame, metric_per_row: np.ndarray, window: int = 60) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's expected range of its contributing metric: median +- 3 MAD-sigmas of the rows before it."""
+    """Each row's expected range of its contributing metric: median +- 3 MAD-sigmas of the rows before it (none for a
+    row without a contributing metric)."""
     low, high = np.full(len(frame), np.nan), np.full(len(frame), np.nan)
-    for metric in np.unique(metric_per_row):
+    for metric in set(metric_per_row) - {None}:
         rows = metric_per_row == metric
         median, spread = past_median_spread(frame[metric].astype(float), window)
         low[rows] = (median - EXPECTED_SIGMAS * spread).to_numpy()[rows]

@@ -94,48 +94,65 @@ def robust_z(values: pd.Series, window: int) -> pd.Series:
 def seasonal_z(values: pd.Series, slots: pd.Series, earlier: pd.DataFrame | None = None) -> pd.Series:
     """x against the mean and spread (standard deviation) of the earlier measured rows in the same seasonal slot.
 
-    Running sums per slot, not a Python call per slot: streaming scorers compute it for every row.
+    Running sums per slot, one groupby for all slots: streaming scorers compute it for every row.
     The sums are of deviations from the slot's first measured value (an earlier row), so the sum
     of squares keeps its precision on large values (a byte counter's squares exceed 2^53).
     ``earlier``: the slots' sums over the rows before ``values`` (``seasonal_sums``), for a stream
-    read a few rows at a time; without it, ``values`` are all there is.
+    read a few rows at a time; without it, ``values`` are all there is. A row without a slot has none.
     """
-    deviation, before = _slot_deviations(values, slots, earlier)
-    groups = slots.to_numpy()
-
-    def over_earlier_rows(column: pd.Series, total: str) -> pd.Series:
-        return before(total) + column.groupby(groups).cumsum() - column
-
-    measured = deviation.fillna(0.0)  # a missing value adds nothing to the sums nor to the count
-    count = over_earlier_rows(values.notna().astype(float), "count")
-    mean = over_earlier_rows(measured, "total") / count
-    variance = (over_earlier_rows(measured**2, "squares") - count * mean**2) / (count - 1)
+    rows = _SlotRows(values, slots, earlier)
+    # pandas sums each slot's rows apart (compensated): a constant slot's spread stays exactly 0, as a tiny one would
+    # be divided into (EPSILON)
+    running = pd.DataFrame(rows.shares).groupby(rows.codes).cumsum().to_numpy()
+    count, total, squares = (rows.prior[rows.codes] + running - rows.shares).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = total / count
+        variance = (squares - count * mean**2) / (count - 1)
+        z = (rows.deviation - mean) / (np.sqrt(variance.clip(min=0.0)) + EPSILON)
     # three earlier rows of the slot at least: the spread of one or two is no spread
-    return ((deviation - mean) / (np.sqrt(variance.clip(lower=0.0)) + EPSILON)).where(count >= 3)
+    return pd.Series(np.where(count >= 3, z, np.nan), index=values.index)
+
+
+SLOT_SUMS = ("first", "count", "total", "squares")
 
 
 def seasonal_sums(values: pd.Series, slots: pd.Series, earlier: pd.DataFrame | None = None) -> pd.DataFrame:
-    """What ``seasonal_z`` reads of these rows and ``earlier``'s, per slot: the deviations' origin (``first``, the
-    slot's first measured value), and the ``count``, ``total`` and sum of ``squares`` of its measured deviations."""
-    deviation, _ = _slot_deviations(values, slots, earlier)
-    measured = deviation.fillna(0.0)
-    rows = pd.DataFrame({"first": values - deviation, "count": values.notna().astype(float), "total": measured,
-                         "squares": measured**2})
-    sums = rows.groupby(slots.to_numpy()).agg({"first": "first", "count": "sum", "total": "sum", "squares": "sum"})
+    """What ``seasonal_z`` reads of these rows and ``earlier``'s, per slot (``SLOT_SUMS``): the deviations' origin
+    (``first``, the slot's first measured value), and the ``count``, ``total`` and sum of ``squares`` of its measured
+    deviations."""
+    rows = _SlotRows(values, slots, earlier)
+    added = pd.DataFrame(rows.shares).groupby(rows.codes).sum().reindex(range(len(rows.slots)), fill_value=0.0).to_numpy()
+    these = np.column_stack([rows.origin[:-1], rows.prior[:-1] + added])
     if earlier is None:
-        return sums
-    combined = earlier.drop(columns="first").add(sums.drop(columns="first"), fill_value=0.0)
-    return combined.assign(first=earlier["first"].combine_first(sums["first"]))[sums.columns]
+        return pd.DataFrame(these, index=rows.slots, columns=SLOT_SUMS)
+    slots = earlier.index.union(rows.slots)  # with any slot first seen here
+    combined = earlier.reindex(index=slots, columns=SLOT_SUMS).to_numpy(dtype=float)
+    combined[slots.get_indexer(rows.slots)] = these
+    return pd.DataFrame(combined, index=slots, columns=SLOT_SUMS)
 
 
-def _slot_deviations(values: pd.Series, slots: pd.Series, earlier: pd.DataFrame | None):
-    """Each row's deviation from its slot's origin (``earlier``'s, else the slot's first measured value here), and
-    a lookup of ``earlier``'s sums per row (0 where there are none)."""
-    origin = values.groupby(slots.to_numpy()).transform("first")
-    if earlier is None:
-        return values - origin, lambda column: 0.0
-    kept_origin = slots.map(earlier["first"]).astype(float)
-    return values - kept_origin.fillna(origin), lambda column: slots.map(earlier[column]).astype(float).fillna(0.0)
+class _SlotRows:
+    """Rows in their slots, in numpy: each row's slot (``codes`` into ``slots``, -1 for none), its deviation from the
+    slot's origin (``earlier``'s, else the slot's first measured value here), and its share of the count, total and
+    squares (``shares``); per slot, the origin and ``earlier``'s sums (``prior``, 0 where there are none), each
+    with one slot more at the end, the one a row without a slot (code -1) reads."""
+
+    def __init__(self, values: pd.Series, slots: pd.Series, earlier: pd.DataFrame | None):
+        self.codes, self.slots = pd.factorize(slots, sort=True)
+        x = values.to_numpy(dtype=float)
+        measured = ~np.isnan(x) & (self.codes >= 0)
+        measured_rows = np.flatnonzero(measured)
+        seen, first_row = np.unique(self.codes[measured_rows], return_index=True)
+        kept = np.full((len(self.slots) + 1, len(SLOT_SUMS)), np.nan)
+        if earlier is not None:
+            kept[:-1] = earlier.reindex(index=self.slots, columns=SLOT_SUMS).to_numpy(dtype=float)
+        self.origin = kept[:, 0].copy()
+        unset = np.isnan(self.origin[seen])
+        self.origin[seen[unset]] = x[measured_rows[first_row[unset]]]
+        self.prior = np.nan_to_num(kept[:, 1:])
+        self.deviation = x - self.origin[self.codes]
+        share = np.where(measured, self.deviation, 0.0)  # a missing value adds nothing to the sums nor to the count
+        self.shares = np.column_stack([measured.astype(float), share, share**2])
 
 
 def _metric_feature(values: pd.Series, feature: Feature, slots: pd.Series, earlier: pd.DataFrame | None) -> pd.Series:

@@ -62,6 +62,27 @@ def test_the_seasonal_z_of_later_rows_reads_the_earlier_rows_through_their_slot_
     pd.testing.assert_frame_equal(in_two, seasonal_sums(values, slots), rtol=1e-9)
 
 
+def test_a_slots_seasonal_z_reads_its_own_rows_alone_whatever_the_other_slots_hold():
+    rng = np.random.default_rng(3)
+    quiet = pd.Series(5 + rng.normal(0, 1e-6, 40))  # a spread of a millionth: other slots' sums would drown it
+    loud = pd.Series(rng.normal(0, 1e7, 40))
+    values = pd.Series(np.ravel(np.column_stack([loud, quiet])))  # the two slots interleaved
+    slots = pd.Series(["a", "b"] * 40)
+    alone = seasonal_z(quiet, pd.Series(["b"] * 40))
+    np.testing.assert_allclose(seasonal_z(values, slots)[slots == "b"].to_numpy(), alone.to_numpy(), rtol=1e-9)
+
+
+def test_a_row_without_a_seasonal_slot_has_no_seasonal_z_and_adds_to_no_slots_sums():
+    values = pd.Series([1.0, 5, 2, 6, 9, 3, 8, 7, 4, 50])
+    slots = pd.Series(["a", None, "a", None, None, "a", None, None, "a", "a"])  # e.g. rows without a time
+    with_slot = slots.notna()
+    z = seasonal_z(values, slots)
+    assert z[~with_slot].isna().all()
+    pd.testing.assert_series_equal(z[with_slot], seasonal_z(values[with_slot], slots[with_slot]))
+    assert z.iloc[9] == pytest.approx((50 - 2.5) / statistics.stdev([1, 2, 3, 4]), rel=1e-9)
+    pd.testing.assert_frame_equal(seasonal_sums(values, slots), seasonal_sums(values[with_slot], slots[with_slot]))
+
+
 def test_each_groups_median_and_spread_are_those_of_its_values_alone():
     values = np.array([1.0, 2, 4, 9, 5, 5, 5, 6, 7, 7.5, 3])
     groups = np.array(["a", "a", "a", "a", "b", "b", "b", "b", "c", "c", "d"])  # b: its MAD is 0; d: one value
