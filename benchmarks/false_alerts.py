@@ -4,19 +4,19 @@ what its level claims (docs/benchmarks.md has the figures).
     .venv/bin/python benchmarks/false_alerts.py [--detector all] [--series-per-kind 10] [--rows 4000] [--grain 5min]
         [--refit-every 1D] [--json FILE]
 
-A level of 4 says "1 in 10,000 of normal history", so a detector whose levels hold puts at most
-about one row in 10,000 of a series with no anomaly in it at that level, and alerts at most as often
-(the refractory rule only takes alerts away; the rows at the level show what it took). Each kind of
-healthy series is drawn from a known distribution, the shapes performance metrics take: Gaussian
-noise, heavy tails (Student's t, 5 degrees of freedom), slow wander (AR(1), 0.9), small counts
-(Poisson, mean 4), a daily season, skew (log-normal), and a steady rise (a disk filling, traffic growing: ten
-noise sigmas over the series, so a fit history holds its start). Every detector is fitted on the first 15 % of
-each series, as the evaluation fits a NAB file (its probation period), and scores the rest; no
-labels are involved, so nothing here can be tuned to a benchmark's anomalies. ``--refit-every 1D`` retrains each
-detector nightly on the rows before, as deployed (``perflake evaluate run --refit-every``). Rows are five minutes
-apart unless ``--grain`` says otherwise: at ``--grain 1h`` the fit history's 15 % spans days, not hours, and a
-calendar profile is learned from a few values per slot (1,420 hourly rows are 9 days of history, as Yahoo's S5
-files would give).
+A level of 4 says "1 in 10,000 of normal history", so a detector whose levels hold puts at most about one row
+in 10,000 of a series with no anomaly in it at that level, and alerts at most as often (the refractory rule
+only takes alerts away; the rows at the level show what it took). Each kind of healthy series is drawn from a
+known distribution, the shapes performance metrics take: Gaussian noise, heavy tails (Student's t, 5 degrees
+of freedom), slow wander (AR(1), 0.9), small counts (Poisson, mean 4), a daily season, skew (log-normal), a
+steady rise (a disk filling, traffic growing: ten noise sigmas over the series, so a fit history holds its
+start), and rare errors (a healthy endpoint's error count: Poisson, mean 0.002, one error in about 500 rows,
+so a fit history holds none, one or a few). Every detector is fitted on the first 15 % of each series, as the
+evaluation fits a NAB file (its probation period), and scores the rest; no labels are involved, so nothing
+here can be tuned to a benchmark's anomalies. ``--refit-every 1D`` retrains each detector nightly on the rows
+before, as deployed (``perflake evaluate run --refit-every``). Rows are five minutes apart unless ``--grain``
+says otherwise: at ``--grain 1h`` the fit history's 15 % spans days, not hours, and a calendar profile is
+learned from a few values per slot (1,420 hourly rows are 9 days of history, as Yahoo's S5 files would give).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from perflake.cli import detector_list, period
 
 NOMINAL_PER_10K = 10_000 / 10**ev.FIXED_LEVEL
 DAY = pd.Timedelta(days=1)
-KINDS = ("gaussian", "heavy_tailed", "wandering", "counts", "daily", "skewed", "trending")
+KINDS = ("gaussian", "heavy_tailed", "wandering", "counts", "daily", "skewed", "trending", "rare_errors")
 
 
 def healthy_values(kind: str, rows: int, rng: np.random.Generator, day_rows: int) -> np.ndarray:
@@ -57,6 +57,8 @@ def healthy_values(kind: str, rows: int, rng: np.random.Generator, day_rows: int
         return rng.lognormal(3, 0.5, rows)
     if kind == "trending":
         return 10 + np.linspace(0, 10, rows) + rng.normal(0, 1, rows)
+    if kind == "rare_errors":
+        return rng.poisson(0.002, rows).astype(float)
     raise ValueError(f"unknown kind of healthy series {kind!r}; known: {', '.join(KINDS)}")
 
 
