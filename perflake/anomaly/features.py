@@ -101,8 +101,8 @@ def seasonal_z(values: pd.Series, slots: pd.Series, earlier: pd.DataFrame | None
     read a few rows at a time; without it, ``values`` are all there is. A row without a slot has none.
     """
     rows = _SlotRows(values, slots, earlier)
-    # pandas sums each slot's rows apart (compensated): a constant slot's spread stays exactly 0, as a tiny one would
-    # be divided into (EPSILON)
+    # each slot summed apart (pandas): one cumulative sum across slots would carry a loud slot's rounding errors into a
+    # quiet slot's near-zero spread, which is divided into with only EPSILON added
     running = pd.DataFrame(rows.shares).groupby(rows.codes).cumsum().to_numpy()
     count, total, squares = (rows.prior[rows.codes] + running - rows.shares).T
     with np.errstate(divide="ignore", invalid="ignore"):
