@@ -794,16 +794,26 @@ class FeatureModelDetector(Detector):
 
     max_fit_rows = 5000
     _slot_sums: dict[str, pd.DataFrame] | None = None  # per metric, the seasonal slots' sums over the rows before the kept ones
+    _fitting: tuple[pd.DataFrame, pd.DataFrame] | None = None  # during a fit, its history and the history's features
 
     def __init__(self, feature_set: FeatureSet = DETECTOR_FEATURES, seed: int = 0):
         self.feature_set, self.seed = feature_set, seed
         self.context_rows = max(feature.window for feature in feature_set.features) + 1
+
+    def fit(self, history):
+        # _fit and the calibration both read the history's features: computed once, they are half a fit on a wide host
+        try:
+            return super().fit(history)
+        finally:
+            vars(self).pop("_fitting", None)  # not part of the fitted state
 
     def features(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The feature set's values, missing where a feature is not defined (its window still filling, a gap).
 
         In an update ``frame`` begins with the kept rows, and a seasonal feature reads every row before them too
         through the slots' sums (``_keep_context``), as one pass over the whole stream would."""
+        if self._fitting is not None and self._fitting[0] is frame:
+            return self._fitting[1]
         earlier = self._slot_sums if self._first_scored else None
         return compute_features(frame, self.feature_set, earlier).replace([np.inf, -np.inf], np.nan)
 
@@ -817,6 +827,7 @@ class FeatureModelDetector(Detector):
     def _fit(self, history):
         self._slot_sums = None  # a fit starts from its history alone
         features = self.features(history)
+        self._fitting = (history, features)
         self.columns, refused = self._learnable(history, features)
         self._keep_not_learned(history, refused)
         features = self._filled(features)

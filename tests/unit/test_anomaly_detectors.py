@@ -180,6 +180,21 @@ def test_a_streamed_feature_model_reads_its_seasonal_slots_over_every_earlier_ro
                                refitted.score(frame).iloc[3000:]["raw"].to_numpy(dtype=float), rtol=1e-9)
 
 
+@pytest.mark.parametrize("name", FEATURE_MODELS)
+def test_a_feature_model_computes_its_history_s_features_once_per_fit_and_keeps_none_of_them(name, monkeypatch):
+    from perflake.anomaly import detectors
+
+    computed = []
+    real = detectors.compute_features
+    monkeypatch.setattr(detectors, "compute_features", lambda frame, *args: computed.append(len(frame)) or real(frame, *args))
+    frame = syn.with_anomaly("spike")
+    detector = make_detector(name).fit(frame.iloc[: syn.FIT_ROWS])
+    assert computed == [syn.FIT_ROWS]
+    assert "_fitting" not in vars(detector)  # the registered state holds the model, not its history
+    detector.score(frame.iloc[syn.FIT_ROWS :])
+    assert computed == [syn.FIT_ROWS, syn.ROWS - syn.FIT_ROWS]
+
+
 @pytest.mark.parametrize("name", DETECTORS)
 def test_rows_in_another_time_zone_or_without_one_score_as_the_same_instants_in_utc(name):
     frame = syn.with_anomaly("spike")
