@@ -801,7 +801,7 @@ class FeatureModelDetector(Detector):
         self.context_rows = max(feature.window for feature in feature_set.features) + 1
 
     def fit(self, history):
-        # _fit and the calibration both read the history's features: computed once, they are half a fit on a wide host
+        # _fit and the calibration both read the history's features: computed once, a third of a fit is saved on a wide host
         try:
             return super().fit(history)
         finally:
