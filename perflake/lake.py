@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import date
 from urllib.parse import urlparse
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -159,25 +160,30 @@ def append(df: DataFrame, config: Config, layer: str, table: str, txn: tuple[str
 
 
 def replace_rows(df: DataFrame, config: Config, layer: str, table: str, matching: dict[str, str],
-                 partition_by: list[str]) -> None:
-    """Replace the table's rows whose columns hold the values of ``matching`` by ``df`` (creating the table).
+                 partition_by: list[str], from_dates: dict[str, date] | None = None) -> None:
+    """Replace the table's rows whose columns hold the values of ``matching`` (and whose date columns of
+    ``from_dates`` are on or after theirs) by ``df``, creating the table.
 
     One Delta commit (``replaceWhere``): a failed write leaves the rows as they were, and rows
     not matching are untouched. A row of ``df`` that does not match is refused by Delta, so a
     rebuild cannot spill into another slice's rows.
     """
-    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", _slice(matching)).partitionBy(*partition_by)
+    condition = _slice(matching, from_dates)
+    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", condition).partitionBy(*partition_by)
     writer.save(table_path(config, layer, table))
 
 
-def read_rows(spark: SparkSession, config: Config, layer: str, table: str, matching: dict[str, str]) -> DataFrame:
-    """The table's rows whose columns hold the values of ``matching`` (the slice ``replace_rows`` writes)."""
-    return read_table(spark, config, layer, table).where(_slice(matching))
+def read_rows(spark: SparkSession, config: Config, layer: str, table: str, matching: dict[str, str],
+              from_dates: dict[str, date] | None = None) -> DataFrame:
+    """The table's rows in the slice ``replace_rows`` writes with these arguments."""
+    return read_table(spark, config, layer, table).where(_slice(matching, from_dates))
 
 
-def _slice(matching: dict[str, str]) -> str:
-    """The SQL condition on the columns of ``matching`` holding its values (a quote in a value doubled)."""
-    return " AND ".join(f"`{column}` = '" + value.replace("'", "''") + "'" for column, value in matching.items())
+def _slice(matching: dict[str, str], from_dates: dict[str, date] | None) -> str:
+    """The SQL condition on the columns of ``matching`` holding its values (a quote in a value doubled), and on those
+    of ``from_dates`` being on or after theirs."""
+    equal = [f"`{column}` = '" + value.replace("'", "''") + "'" for column, value in matching.items()]
+    return " AND ".join(equal + [f"`{column}` >= DATE'{day.isoformat()}'" for column, day in (from_dates or {}).items()])
 
 
 def _merge(

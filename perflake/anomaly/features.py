@@ -16,6 +16,7 @@ from a notebook sees the same numbers as the feature table built from gold
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from perflake.simulator.calendar import HOLIDAYS, phase
 MAD_TO_SIGMA = 1.4826
 EPSILON = 1e-9
 CALENDAR_PHASES = ("open", "regular", "close", "extended", "overnight", "weekend", "holiday")
+CROSS_SERIES_WINDOW = 60  # rows of each metric's robust z in the cross-series features
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,26 @@ class Feature:
     @property
     def name(self) -> str:
         return f"{self.kind}_{self.window}" if self.window else self.kind
+
+    @property
+    def lookback(self) -> int | None:
+        """How many rows before a row its value reads: computed with that many earlier rows, a row's value is the one
+        a pass over the whole series gives. ``seasonal_z`` reads its slots' sums instead (``seasonal_state``). None:
+        every earlier row (an EWM statistic: after a metric stops reporting it holds a mean of the rows before)."""
+        w = self.window
+        match self.kind:
+            case "value" | "seasonal_z":
+                return 0
+            case "lag" | "diff" | "pct_change" | "rolling_mean" | "rolling_std" | "rolling_min" | "rolling_max" \
+                    | "zscore" | "volatility_ratio":
+                return w
+            case "robust_z":  # the median of the w deviations before a row, each from the median of the w rows before it
+                return 2 * w - 1
+            case "diff_robust_z":  # a difference reads one row more
+                return 2 * w
+            case "ewm_mean" | "ewm_std":
+                return None
+        raise ValueError(f"unknown feature kind {self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,13 @@ class FeatureSet:
     @property
     def key(self) -> str:
         return f"{self.name}.v{self.version}"
+
+    @property
+    def lookback(self) -> int | None:
+        """How many rows before a row its features read (``Feature.lookback``), the cross-series ones' included."""
+        cross = [Feature("robust_z", CROSS_SERIES_WINDOW)] if self.cross_series else []
+        lookbacks = [feature.lookback for feature in (*self.features, *cross)]
+        return None if None in lookbacks else max(lookbacks, default=0)
 
 
 def _past(values: pd.Series) -> pd.Series:
@@ -255,7 +284,7 @@ def compute_features(frame: pd.DataFrame, feature_set: FeatureSet, earlier: dict
             columns[f"{metric}__{feature.name}"] = _metric_feature(values, feature, slots, (earlier or {}).get(metric))
     result = pd.DataFrame(columns, index=frame.index)
     if feature_set.cross_series and len(metrics) > 1:
-        zs = pd.DataFrame({m: robust_z(frame[m].astype(float), 60) for m in metrics}).abs()
+        zs = pd.DataFrame({m: robust_z(frame[m].astype(float), CROSS_SERIES_WINDOW) for m in metrics}).abs()
         result["cross__max_abs_robust_z"] = zs.max(axis=1)
         result["cross__mean_abs_robust_z"] = zs.mean(axis=1)
         result["cross__n_over_3"] = (zs > 3).sum(axis=1)
@@ -274,7 +303,8 @@ def seasonal_state(frame: pd.DataFrame, feature_set: FeatureSet, earlier: dict[s
 
 
 def source_features(rows: pd.DataFrame, feature_set: FeatureSet, time_column: str = "window_at",
-                    metric_column: str = "metric", value_column: str = "mean_value") -> pd.DataFrame:
+                    metric_column: str = "metric", value_column: str = "mean_value", since: date | None = None
+                    ) -> pd.DataFrame:
     """Features of one source from long rows (one per time and metric, as the gold rollups hold them), long too.
 
     The source's metrics are put side by side in time order and go through ``compute_features``.
@@ -283,13 +313,23 @@ def source_features(rows: pd.DataFrame, feature_set: FeatureSet, time_column: st
     features), ``feature`` and ``value`` (a calendar flag as 0 or 1). A feature not defined at a
     time (its window still filling, its metric not measured) has no row. Two values for one time
     and metric are an error naming them, not a silent pick.
+
+    ``since``: only the rows from that day on (UTC), as a pass over all of ``rows`` gives them. Only the feature set's
+    ``lookback`` rows before that day go through the features; the rows before those add to the seasonal slots'
+    sums alone (``seasonal_state``), so a day's features cost about the same however long the history is (all of it
+    goes through a feature set with EWM statistics).
     """
     repeated = rows[rows.duplicated([time_column, metric_column])]
     if len(repeated):
         raise ValueError(f"more than one {value_column} for {metric_column} {repeated[metric_column].iloc[0]!r} "
                          f"at {repeated[time_column].iloc[0]}: a source's features need one value per time and metric")
     series = rows.pivot(index=time_column, columns=metric_column, values=value_column).rename_axis(columns=None)
-    features = compute_features(series.rename_axis(index="timestamp").reset_index(), feature_set).astype(float)
+    frame = series.rename_axis(index="timestamp").reset_index()
+    first = 0 if since is None else _first_row_on(series.index, since)
+    start = 0 if feature_set.lookback is None else max(0, first - feature_set.lookback)
+    earlier = seasonal_state(frame.iloc[:start], feature_set) if start else None
+    features = compute_features(frame.iloc[start:], feature_set, earlier).astype(float).iloc[first - start:]
+    series = series.iloc[first:]
     per_metric = {f"{metric}__{feature.name}": (metric, feature.name)
                   for metric in series.columns for feature in feature_set.features}
     long = features.set_axis(series.index).reset_index().melt(time_column, var_name="column").dropna(subset=["value"])
@@ -298,9 +338,17 @@ def source_features(rows: pd.DataFrame, feature_set: FeatureSet, time_column: st
                          "feature": named.str[1], "value": long["value"]}).reset_index(drop=True)
 
 
+def _first_row_on(times: pd.DatetimeIndex, day: date) -> int:
+    """The position of the first of ``times`` (in time order) on or after ``day`` in UTC; naive times are UTC's."""
+    start = pd.Timestamp(day, tz="UTC")
+    return int(times.searchsorted(start if times.tz else start.tz_localize(None)))
+
+
 def spark_features(rows, feature_set: FeatureSet, keys: list[str], time_column: str = "window_at",
-                   metric_column: str = "metric", value_column: str = "mean_value"):
-    """``source_features`` on Spark: one pandas call per source (``keys``, e.g. service, endpoint, host), the keys kept."""
+                   metric_column: str = "metric", value_column: str = "mean_value", since: date | None = None):
+    """``source_features`` on Spark: one pandas call per source (``keys``, e.g. service, endpoint, host), the keys kept.
+
+    ``since``: the rows from that day on; every source's whole history is still read, for its seasonal sums."""
     from pyspark.sql import types as T
 
     schema = T.StructType([*(rows.schema[key] for key in keys), T.StructField(time_column, T.TimestampType()),
@@ -308,7 +356,7 @@ def spark_features(rows, feature_set: FeatureSet, keys: list[str], time_column: 
                            T.StructField("feature", T.StringType()), T.StructField("value", T.DoubleType())])
 
     def per_source(source: pd.DataFrame) -> pd.DataFrame:
-        features = source_features(source, feature_set, time_column, metric_column, value_column)
+        features = source_features(source, feature_set, time_column, metric_column, value_column, since)
         return features.assign(**{key: source[key].iloc[0] for key in keys})[schema.fieldNames()]
 
     return rows.select(*keys, time_column, metric_column, value_column).groupBy(*keys).applyInPandas(per_source, schema)
@@ -330,11 +378,11 @@ DETECTOR_FEATURES = FeatureSet(
 FEATURE_SETS = {feature_set.key: feature_set for feature_set in (DETECTOR_FEATURES,)}
 
 
-def metric_features(rollups, feature_set: FeatureSet, rollup_column: str = "mean_value"):
+def metric_features(rollups, feature_set: FeatureSet, rollup_column: str = "mean_value", since: date | None = None):
     """gold.metric_rollups_1m -> gold.metric_features_1m: ``feature_set`` of each source's metrics, minute by minute.
 
     ``rollup_column`` is the rollup the features are of (the minute's mean, p95, error rate...);
-    the rows say which, beside the feature set's key.
+    the rows say which, beside the feature set's key. ``since``: the minutes from that day on (``source_features``).
     """
     from pyspark.sql import functions as F
 
@@ -342,5 +390,5 @@ def metric_features(rollups, feature_set: FeatureSet, rollup_column: str = "mean
 
     if rollup_column not in rollups.columns:
         raise ValueError(f"the rollups have no column {rollup_column!r}; they have {', '.join(rollups.columns)}")
-    features = spark_features(rollups, feature_set, list(METRIC_SOURCE), "window_at", "metric", rollup_column)
+    features = spark_features(rollups, feature_set, list(METRIC_SOURCE), "window_at", "metric", rollup_column, since)
     return features.select("*", F.lit(rollup_column).alias("rollup_column"), F.to_date("window_at").alias("window_date"))

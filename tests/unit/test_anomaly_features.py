@@ -124,6 +124,32 @@ def test_a_sources_long_rows_get_the_features_of_its_metrics_side_by_side():
                                   check_names=False, rtol=1e-12)
 
 
+ONE_KIND_EACH = [FeatureSet(feature.kind, 1, (feature,)) for feature in EVERY_KIND.features]
+
+
+@pytest.mark.parametrize("feature_set", [EVERY_KIND, DETECTOR_FEATURES, *ONE_KIND_EACH], ids=lambda feature_set: feature_set.name)
+def test_a_sources_features_from_a_day_on_are_those_a_pass_over_its_whole_history_gives(feature_set):
+    frame = host(1000)  # 30-minute rows from 2026-01-05 to 01-25
+    frame.loc[690:700, "value"] = np.nan  # a gap across 2026-01-19's end
+    frame.loc[900:, "memory"] = np.nan  # a metric that stops
+    rows = syn.gold_rows(frame)
+    order = ["window_at", "feature", "metric"]
+    whole = source_features(rows, feature_set).sort_values(order).reset_index(drop=True)
+    for since in pd.date_range("2026-01-05", "2026-01-26", freq="D").date:  # each day's first rows read a day before it
+        expected = whole[whole["window_at"].dt.date >= since].reset_index(drop=True)
+        got = source_features(rows, feature_set, since=since).sort_values(order).reset_index(drop=True)
+        assert len(got) == len(expected) and got.empty == (since.day == 26), since
+        pd.testing.assert_frame_equal(got, expected, rtol=1e-12, obj=f"features from {since} on")
+
+
+def test_a_feature_sets_lookback_is_its_longest_features_every_row_with_an_ewm_and_an_unknown_kind_is_an_error():
+    assert FeatureSet("t", 1, (Feature("lag", 5), Feature("robust_z", 20), Feature("seasonal_z"))).lookback == 39
+    assert FeatureSet("t", 1, (Feature("lag", 5),), cross_series=True).lookback == 119  # the cross-series robust z
+    assert FeatureSet("t", 1, (Feature("lag", 5), Feature("ewm_std", 5))).lookback is None
+    with pytest.raises(ValueError, match="unknown feature kind 'median'"):
+        FeatureSet("t", 1, (Feature("median", 5),)).lookback
+
+
 def test_two_values_for_one_minute_and_metric_are_refused_by_name():
     rows = syn.gold_rows(host(20))
     with pytest.raises(ValueError, match="more than one mean_value for metric 'memory' at 2026"):

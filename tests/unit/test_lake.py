@@ -1,7 +1,7 @@
 """The lake: its insert of new keys (what it skips, what a replay does, what its filter promises),
 replacing a slice of rows, stream ids, and SQL by name without Spark."""
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import pytest
 from pyspark.errors import AnalysisException
@@ -48,6 +48,25 @@ def test_replace_rows_replaces_its_slice_only_and_refuses_rows_outside_it(spark,
     with pytest.raises(AnalysisException, match="DELTA_REPLACE_WHERE_MISMATCH"):
         lake.replace_rows(frame([("a", 5), ("b", 6)]), config, "gold", "slices", {"part": "a"}, ["part"])
     assert table() == [("a", 4), ("b", 3)]  # the refused write changed nothing
+
+
+def test_replace_rows_from_a_date_on_keeps_the_slices_earlier_days_and_refuses_rows_before_it(spark, tmp_path):
+    config = make_config("local", tmp_path)
+    frame = lambda rows: spark.createDataFrame(rows, "part STRING, day DATE, n INT")  # noqa: E731
+    days = [date(2026, 12, 1), date(2026, 12, 2), date(2026, 12, 3)]
+
+    def table() -> list[tuple]:
+        return sorted(tuple(row) for row in lake.read_table(spark, config, "gold", "days").collect())
+
+    lake.replace_rows(frame([("a", day, 1) for day in days]), config, "gold", "days", {"part": "a"}, ["day"])
+    lake.replace_rows(frame([("b", days[2], 1)]), config, "gold", "days", {"part": "b"}, ["day"])
+    lake.replace_rows(frame([("a", days[1], 2)]), config, "gold", "days", {"part": "a"}, ["day"], {"day": days[1]})
+    assert table() == [("a", days[0], 1), ("a", days[1], 2), ("b", days[2], 1)]  # a's third day is gone with its slice
+    from_second = lake.read_rows(spark, config, "gold", "days", {"part": "a"}, {"day": days[1]}).collect()
+    assert [tuple(row) for row in from_second] == [("a", days[1], 2)]
+    with pytest.raises(AnalysisException, match="DELTA_REPLACE_WHERE_MISMATCH"):
+        lake.replace_rows(frame([("a", days[0], 3)]), config, "gold", "days", {"part": "a"}, ["day"], {"day": days[1]})
+    assert table() == [("a", days[0], 1), ("a", days[1], 2), ("b", days[2], 1)]
 
 
 def test_a_stream_keeps_its_id_across_restarts_and_a_new_checkpoint_gets_a_new_one(spark, tmp_path):
