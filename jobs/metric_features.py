@@ -9,7 +9,8 @@ on either sees the same numbers. Each run rebuilds the feature set's rows of tha
 all of them or (--since) those of the days from that one on (UTC), in one Delta commit. Either
 way it reads the whole of gold, as a seasonal feature reads every earlier minute of its slot;
 with --since only the rows just before that day go through the other features, so a nightly
-run's work follows the day, not the history. Rows of the days before --since keep the values of
+run's feature work follows the day (its read of gold and the seasonal sums still follow the
+history: docs/benchmarks.md). Rows of the days before --since keep the values of
 the run that wrote them: a gold minute corrected there (a late event) needs a run from its day.
 Data on failure: the table keeps the rows of the last run that finished; other feature sets',
 rollup columns' and earlier days' rows are never touched.

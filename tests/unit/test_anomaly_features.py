@@ -135,7 +135,7 @@ def test_a_sources_features_from_a_day_on_are_those_a_pass_over_its_whole_histor
     rows = syn.gold_rows(frame)
     order = ["window_at", "feature", "metric"]
     whole = source_features(rows, feature_set).sort_values(order).reset_index(drop=True)
-    for since in pd.date_range("2026-01-05", "2026-01-26", freq="D").date:  # each day's first rows read a day before it
+    for since in pd.date_range("2026-01-05", "2026-01-26", freq="D").date:  # each day's first rows read days before it
         expected = whole[whole["window_at"].dt.date >= since].reset_index(drop=True)
         got = source_features(rows, feature_set, since=since).sort_values(order).reset_index(drop=True)
         assert len(got) == len(expected) and got.empty == (since.day == 26), since
