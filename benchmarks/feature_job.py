@@ -57,7 +57,7 @@ def rollups(days: int, sources: int, metrics: int, seed: int = 0) -> pd.DataFram
     return frame.assign(window_date=frame["window_at"].dt.date)
 
 
-def run_job(args: list[str], env: dict[str, str]) -> float:
+def run_job(args: list[str], env: dict[str, str]) -> None:
     started = time.monotonic()
     run = subprocess.run([sys.executable, "-m", "perflake.cli", "submit", "jobs/metric_features.py", *args], env=env,
                          capture_output=True, text=True)
@@ -65,7 +65,6 @@ def run_job(args: list[str], env: dict[str, str]) -> float:
         raise SystemExit(f"the feature job {' '.join(args) or '(every day)'} failed:\n{run.stdout[-3000:]}{run.stderr[-3000:]}")
     seconds = time.monotonic() - started
     print(f"  {' '.join(args) or 'every day'}: {seconds:.0f} s; {run.stdout.strip().splitlines()[-1]}", flush=True)
-    return seconds
 
 
 def main() -> None:
