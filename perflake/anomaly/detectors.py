@@ -27,10 +27,10 @@ every row so far, while ``sequence_surprise``, alone or in the ensemble, keeps i
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -55,7 +55,7 @@ DAY = pd.Timedelta(days=1)
 NEVER_MEASURED = "no value measured in the fit history"  # why a metric was not learned
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TailCalibration:
     """raw -> -log10 p: the empirical tail of the history below ``threshold``, exponential above it."""
 
@@ -93,7 +93,7 @@ class TailCalibration:
         return np.where(np.isfinite(raw), -np.log10(np.clip(p, 1e-300, 1.0)), 0.0)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class BeyondRange:
     """How far a row's metrics lie beyond their range in the history, as a level calibrated out of sample.
 
@@ -132,7 +132,7 @@ def _beyond(values: pd.DataFrame, low: pd.Series, high: pd.Series, spread: pd.Se
     return distance[np.arange(len(values)), furthest], values.columns.to_numpy()[furthest]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class SurpriseCalibration:
     """raw -> -log10 p for a raw score in bits of surprise above the typical row's (p = 2^-raw).
 
@@ -789,6 +789,17 @@ class SequenceSurpriseDetector(UnivariateDetector):
 # --- feature models: one vector of features per row, a model of normal vectors ------------------
 
 
+def stream_context_rows(feature_set: FeatureSet) -> int:
+    """The rows an update keeps before its new rows: the feature set's lookback, so streamed rows read what one pass
+    reads. An EWM statistic reads every earlier row: a stream keeps five of its spans, as ewma_control does (the
+    weight beyond is about e^-10 of the newest row's)."""
+    if feature_set.lookback is not None:
+        return feature_set.lookback
+    ewm_spans = [feature.window for feature in feature_set.features if feature.lookback is None]
+    finite = dataclasses.replace(feature_set, features=tuple(f for f in feature_set.features if f.lookback is not None))
+    return max(finite.lookback, 5 * max(ewm_spans))
+
+
 class FeatureModelDetector(Detector):
     """Fits a scikit-learn model of normal feature vectors (``feature_set``, computed point in time)."""
 
@@ -798,7 +809,7 @@ class FeatureModelDetector(Detector):
 
     def __init__(self, feature_set: FeatureSet = DETECTOR_FEATURES, seed: int = 0):
         self.feature_set, self.seed = feature_set, seed
-        self.context_rows = max(feature.window for feature in feature_set.features) + 1
+        self.context_rows = stream_context_rows(feature_set)
 
     def fit(self, history):
         # _fit and the calibration both read the history's features: computed once, a third of a fit is saved on a wide host

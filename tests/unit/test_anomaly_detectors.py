@@ -145,10 +145,13 @@ def test_on_a_host_the_broken_metric_is_named():
 
 
 WINDOWED = FeatureSet("windowed", 1, (Feature("robust_z", 60), Feature("zscore", 200), Feature("diff", 1)))
+# robust_z reads twice its window back: the longest window is not the furthest a feature reads
+ROBUST_FURTHEST = FeatureSet("robust_furthest", 1, (Feature("robust_z", 60), Feature("zscore", 80)))
 
 
 @pytest.mark.parametrize("name,params", [("median_mad", {}), ("knn_distance", {"feature_set": WINDOWED}),
-                                         ("isolation_forest", {"feature_set": WINDOWED}), ("sequence_surprise", {}),
+                                         ("isolation_forest", {"feature_set": WINDOWED}),
+                                         ("knn_distance", {"feature_set": ROBUST_FURTHEST}), ("sequence_surprise", {}),
                                          ("motif_novelty", {"recent": 300}), ("ensemble", {})])
 def test_streaming_updates_score_as_one_pass_does(name, params):
     frame = syn.with_anomaly("spike")
@@ -160,10 +163,20 @@ def test_streaming_updates_score_as_one_pass_does(name, params):
     assert streamed["contributor"].tolist() == whole["contributor"].tolist()
 
 
+def test_a_streamed_feature_model_with_an_ewm_keeps_five_of_its_spans_and_scores_close_to_one_pass():
+    with_ewm = FeatureSet("with_ewm", 1, (Feature("ewm_mean", 40), Feature("robust_z", 10)))
+    frame = syn.with_anomaly("spike")
+    detector = make_detector("knn_distance", feature_set=with_ewm).fit(frame.iloc[: syn.FIT_ROWS])
+    assert detector.context_rows == 200  # an EWM reads every earlier row: the stream keeps 5 spans
+    whole = detector.score(frame).iloc[syn.FIT_ROWS :]
+    streamed = pd.concat([detector.update(frame.iloc[start : start + 100]) for start in range(syn.FIT_ROWS, syn.ROWS, 100)])
+    np.testing.assert_allclose(streamed["raw"].to_numpy(dtype=float), whole["raw"].to_numpy(dtype=float), rtol=1e-3)
+
+
 @pytest.mark.parametrize("name", ["knn_distance", "one_class_svm"])
 def test_a_streamed_feature_model_reads_its_seasonal_slots_over_every_earlier_row_as_one_pass_does(name):
     # four weeks of ten-minute rows: the default feature set's seasonal_z reads the same hour of every earlier week,
-    # far beyond the 301 rows an update keeps
+    # far beyond the 300 rows an update keeps
     rng = np.random.default_rng(4)
     n = 4032
     minutes = np.arange(n) * 10
