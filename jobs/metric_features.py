@@ -6,14 +6,22 @@
 One row per source (service endpoint or host), minute and feature, computed point in time by the
 code the detectors and notebooks use on pandas (perflake.anomaly.features), so a model trained
 on either sees the same numbers. Each run rebuilds the feature set's rows of that rollup column,
-all of them or (--since) those of the days from that one on (UTC), in one Delta commit. Either
-way it reads the whole of gold, as a seasonal feature reads every earlier minute of its slot;
-with --since only the rows just before that day go through the other features, so a nightly
-run's feature work follows the day (its read of gold and the seasonal sums still follow the
-history: docs/benchmarks.md). Rows of the days before --since keep the values of
-the run that wrote them: a gold minute corrected there (a late event) needs a run from its day.
-Data on failure: the table keeps the rows of the last run that finished; other feature sets',
-rollup columns' and earlier days' rows are never touched.
+all of them or (--since) those of the days from that one on (UTC), in one Delta commit.
+
+A seasonal feature reads every earlier minute of its slot: each run also saves, in
+gold.metric_feature_states, each source's seasonal sums as of each day it covered. A run --since a
+day starts from the sums as of that day (or the latest before it) and reads only the rows after
+them: the few hours a source's other features look back, and the days from then on. So a nightly
+run's cost follows the day, not the history (docs/benchmarks.md). A source without saved sums, and
+any run of a feature set with an EWM statistic, reads every row.
+
+What --since does not see: a gold minute corrected (a late event) before the sums it starts from.
+The days before --since keep their values, and the seasonal sums of the days after do not hold
+the correction. A run --since the corrected minute's day puts both right.
+Data on failure: each table keeps the rows of the last run that wrote it, and a run replaces its
+rows of each in one commit, the features first; other feature sets', rollup columns' and earlier
+days' rows are never touched. A run that stops between the two commits leaves sums of the run
+before, which hold the gold rows as that run read them: the next run is as right as after it.
 """
 
 import argparse
@@ -21,11 +29,13 @@ import time
 from datetime import date
 
 from perflake import lake
-from perflake.anomaly.features import FEATURE_SETS, metric_features
+from perflake.anomaly.features import (FEATURE_SETS, latest_states, metric_feature_states, metric_features,
+                                       rows_after_states)
 from perflake.config import get_config
+from perflake.pipeline.gold import METRIC_SOURCE
 from perflake.spark import get_spark
 
-SOURCE, TABLE = "metric_rollups_1m", "metric_features_1m"
+SOURCE, TABLE, STATES = "metric_rollups_1m", "metric_features_1m", "metric_feature_states"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,15 +52,27 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"gold.{SOURCE} does not exist at {lake.table_path(config, 'gold', SOURCE)}: "
                              "run the pipeline first (make run)")
         started = time.monotonic()
-        rollups = lake.read_table(spark, config, "gold", SOURCE)
-        days = f"from {args.since} on" if args.since else "of every day"
-        print(f"gold.{SOURCE}: {rollups.count()} rows; computing {args.feature_set} of {args.rollup_column} {days} ...",
-              flush=True)
-        features = metric_features(rollups, FEATURE_SETS[args.feature_set], args.rollup_column, args.since)
+        feature_set = FEATURE_SETS[args.feature_set]
         rebuilt = {"feature_set": args.feature_set, "rollup_column": args.rollup_column}
         from_dates = {"window_date": args.since} if args.since else None
+        rollups, states = lake.read_table(spark, config, "gold", SOURCE), None
+        days = f"from {args.since} on" if args.since else "of every day"
+        reading = "every row of gold"
+        if args.since and feature_set.lookback is not None and lake.table_exists(spark, config, "gold", STATES):
+            states = latest_states(lake.read_rows(spark, config, "gold", STATES, rebuilt), args.since)
+            saved = states.select(*METRIC_SOURCE).distinct().count()
+            reading = f"gold after the seasonal sums saved for {saved} of its sources as of {args.since} or before"
+            rollups = rows_after_states(rollups, states)
+        print(f"computing {args.feature_set} of {args.rollup_column} {days}, reading {reading} ...", flush=True)
+        features = metric_features(rollups, feature_set, args.rollup_column, args.since, states)
         lake.replace_rows(features, config, "gold", TABLE, rebuilt, [*rebuilt, "window_date"], from_dates)
-        lake.register_tables(spark, config, "gold", [TABLE])
+        written = [TABLE]
+        if feature_set.lookback is not None:
+            sums = metric_feature_states(rollups, feature_set, args.rollup_column, args.since, states)
+            as_of = {"as_of_date": args.since} if args.since else None
+            lake.replace_rows(sums, config, "gold", STATES, rebuilt, [*rebuilt, "as_of_date"], as_of)
+            written.append(STATES)
+        lake.register_tables(spark, config, "gold", written)
         count = lake.read_rows(spark, config, "gold", TABLE, rebuilt, from_dates).count()
         print(f"gold.{TABLE}: {count} rows of {args.feature_set} ({args.rollup_column}) {days} "
               f"in {time.monotonic() - started:.0f} s", flush=True)

@@ -16,7 +16,7 @@ from a notebook sees the same numbers as the feature table built from gold
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -303,8 +303,8 @@ def seasonal_state(frame: pd.DataFrame, feature_set: FeatureSet, earlier: dict[s
 
 
 def source_features(rows: pd.DataFrame, feature_set: FeatureSet, time_column: str = "window_at",
-                    metric_column: str = "metric", value_column: str = "mean_value", since: date | None = None
-                    ) -> pd.DataFrame:
+                    metric_column: str = "metric", value_column: str = "mean_value", since: date | None = None,
+                    earlier: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Features of one source from long rows (one per time and metric, as the gold rollups hold them), long too.
 
     The source's metrics are put side by side in time order and go through ``compute_features``.
@@ -316,50 +316,144 @@ def source_features(rows: pd.DataFrame, feature_set: FeatureSet, time_column: st
 
     ``since``: only the rows from that day on (UTC), as a pass over all of ``rows`` gives them. Only the feature set's
     ``lookback`` rows before that day go through the features; the rows before those add to the seasonal slots'
-    sums alone (``seasonal_state``), so a day's features cost about the same however long the history is (all of it
-    goes through a feature set with EWM statistics).
+    sums alone (``seasonal_state``; all rows go through a feature set with EWM statistics). ``earlier``: the sums
+    over the source's rows before ``rows`` (``source_seasonal_states``), so that ``rows`` need only start at its
+    ``lookback_from``.
     """
-    repeated = rows[rows.duplicated([time_column, metric_column])]
-    if len(repeated):
-        raise ValueError(f"more than one {value_column} for {metric_column} {repeated[metric_column].iloc[0]!r} "
-                         f"at {repeated[time_column].iloc[0]}: a source's features need one value per time and metric")
-    series = rows.pivot(index=time_column, columns=metric_column, values=value_column).rename_axis(columns=None)
-    frame = series.rename_axis(index="timestamp").reset_index()
-    first = 0 if since is None else _first_row_on(series.index, since)
+    if earlier is not None and feature_set.lookback is None:
+        raise ValueError(f"{feature_set.key} reads every earlier row (an EWM statistic): its features cannot start "
+                         "from saved seasonal sums")
+    frame = _side_by_side(rows, time_column, metric_column, value_column, earlier)
+    times = pd.DatetimeIndex(frame["timestamp"])
+    first = 0 if since is None else _first_row_on(times, since)
     start = 0 if feature_set.lookback is None else max(0, first - feature_set.lookback)
-    earlier = seasonal_state(frame.iloc[:start], feature_set) if start else None
-    features = compute_features(frame.iloc[start:], feature_set, earlier).astype(float).iloc[first - start:]
-    series = series.iloc[first:]
-    per_metric = {f"{metric}__{feature.name}": (metric, feature.name)
-                  for metric in series.columns for feature in feature_set.features}
-    long = features.set_axis(series.index).reset_index().melt(time_column, var_name="column").dropna(subset=["value"])
+    sums = seasonal_state(frame.iloc[:start], feature_set, earlier) if start else earlier
+    features = compute_features(frame.iloc[start:], feature_set, sums).astype(float).iloc[first - start:]
+    metrics = metric_columns(frame)
+    per_metric = {f"{metric}__{feature.name}": (metric, feature.name) for metric in metrics for feature in feature_set.features}
+    long = features.set_axis(times[first:].rename(time_column)).reset_index().melt(time_column, var_name="column")
+    long = long.dropna(subset=["value"])
     named = long["column"].map(lambda column: per_metric.get(column, (None, column)))
     return pd.DataFrame({time_column: long[time_column], "feature_set": feature_set.key, "metric": named.str[0],
                          "feature": named.str[1], "value": long["value"]}).reset_index(drop=True)
 
 
-def _first_row_on(times: pd.DatetimeIndex, day: date) -> int:
-    """The position of the first of ``times`` (in time order) on or after ``day`` in UTC; naive times are UTC's."""
+STATE_COLUMNS = ("as_of_date", "lookback_from", "metric", "slot", *SLOT_SUMS)
+
+
+def source_seasonal_states(rows: pd.DataFrame, feature_set: FeatureSet, time_column: str = "window_at",
+                           metric_column: str = "metric", value_column: str = "mean_value", since: date | None = None,
+                           earlier: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """The seasonal slots' sums a later ``source_features`` starts from, as of each day (UTC) from ``since`` (else
+    the first day of ``rows``) to the day after the last, long (``STATE_COLUMNS``, the slot as text).
+
+    As of a day: the sums over the rows before ``lookback_from``, the first of the ``lookback`` rows before that
+    day, so its features computed from ``lookback_from`` on with those sums are a whole pass's. They depend on the
+    rows before the day alone. ``earlier``: the sums over the source's rows before ``rows``. A day before which the
+    source has no more than ``lookback`` rows (and no ``earlier``) has none: its features read every row anyway.
+    """
+    lookback = feature_set.lookback
+    if lookback is None:
+        raise ValueError(f"{feature_set.key} reads every earlier row (an EWM statistic): it has no seasonal state")
+    frame = _side_by_side(rows, time_column, metric_column, value_column, earlier)
+    times = pd.DatetimeIndex(frame["timestamp"])
+    first_day = since or times[0].date()
+    states, sums, summed = [], earlier, 0
+    for day in pd.date_range(first_day, times[-1].date() + timedelta(days=1), freq="D").date:
+        start = max(0, _first_row_on(times, day) - lookback)
+        if start > summed:
+            sums, summed = seasonal_state(frame.iloc[summed:start], feature_set, sums), start
+        if sums is not None:
+            lookback_from = times[start] if start < len(times) else _day_start(times, day)
+            states += [metric_sums.rename_axis("slot").reset_index().assign(metric=metric, as_of_date=day,
+                                                                            lookback_from=lookback_from)
+                       for metric, metric_sums in sums.items()]
+    if not states:
+        return pd.DataFrame(columns=list(STATE_COLUMNS))
+    long = pd.concat(states, ignore_index=True)
+    return long.assign(slot=long["slot"].astype(str))[list(STATE_COLUMNS)]
+
+
+def saved_sums(states: pd.DataFrame, feature_set: FeatureSet) -> dict[str, pd.DataFrame] | None:
+    """``source_seasonal_states``' rows of one day back as the per-metric sums ``source_features`` reads (None: none)."""
+    if states.empty:
+        return None
+    hourly = feature_set.seasonal_slot in ("hour_of_day", "hour_of_week")  # the other slots are text already
+    slots = states["slot"].astype(int) if hourly else states["slot"]
+    indexed = states.set_index(slots.rename(None))
+    return {metric: sums[list(SLOT_SUMS)].astype(float) for metric, sums in indexed.groupby("metric")}
+
+
+def _side_by_side(rows: pd.DataFrame, time_column: str, metric_column: str, value_column: str,
+                  earlier: dict[str, pd.DataFrame] | None) -> pd.DataFrame:
+    """A source's long rows as a frame of ``timestamp`` and one column per metric, in time order; a metric of
+    ``earlier`` (the sums of earlier rows) without a row here is a column of none, as in a pass over every row."""
+    repeated = rows[rows.duplicated([time_column, metric_column])]
+    if len(repeated):
+        raise ValueError(f"more than one {value_column} for {metric_column} {repeated[metric_column].iloc[0]!r} "
+                         f"at {repeated[time_column].iloc[0]}: a source's features need one value per time and metric")
+    series = rows.pivot(index=time_column, columns=metric_column, values=value_column).rename_axis(columns=None)
+    series = series.reindex(columns=sorted({*series.columns, *(earlier or {})}))
+    return series.rename_axis(index="timestamp").reset_index()
+
+
+def _day_start(times: pd.DatetimeIndex, day: date) -> pd.Timestamp:
+    """Midnight UTC of ``day``, naive if ``times`` are (naive times are UTC's)."""
     start = pd.Timestamp(day, tz="UTC")
-    return int(times.searchsorted(start if times.tz else start.tz_localize(None)))
+    return start if times.tz else start.tz_localize(None)
+
+
+def _first_row_on(times: pd.DatetimeIndex, day: date) -> int:
+    """The position of the first of ``times`` (in time order) on or after ``day`` in UTC."""
+    return int(times.searchsorted(_day_start(times, day)))
 
 
 def spark_features(rows, feature_set: FeatureSet, keys: list[str], time_column: str = "window_at",
-                   metric_column: str = "metric", value_column: str = "mean_value", since: date | None = None):
+                   metric_column: str = "metric", value_column: str = "mean_value", since: date | None = None,
+                   states=None):
     """``source_features`` on Spark: one pandas call per source (``keys``, e.g. service, endpoint, host), the keys kept.
 
-    ``since``: the rows from that day on; every source's whole history is still read, for its seasonal sums."""
+    ``since``: the rows from that day on. ``states``: each source's sums of one day (``spark_seasonal_states``) and
+    its rows from their ``lookback_from`` on (``rows_after_states``); without, each source's whole history is read."""
     from pyspark.sql import types as T
 
     schema = T.StructType([*(rows.schema[key] for key in keys), T.StructField(time_column, T.TimestampType()),
                            T.StructField("feature_set", T.StringType()), T.StructField("metric", T.StringType()),
                            T.StructField("feature", T.StringType()), T.StructField("value", T.DoubleType())])
+    return _per_source(rows, states, feature_set, keys, [time_column, metric_column, value_column], schema,
+                       lambda source, earlier: source_features(source, feature_set, time_column, metric_column,
+                                                               value_column, since, earlier))
 
-    def per_source(source: pd.DataFrame) -> pd.DataFrame:
-        features = source_features(source, feature_set, time_column, metric_column, value_column, since)
-        return features.assign(**{key: source[key].iloc[0] for key in keys})[schema.fieldNames()]
 
-    return rows.select(*keys, time_column, metric_column, value_column).groupBy(*keys).applyInPandas(per_source, schema)
+def spark_seasonal_states(rows, feature_set: FeatureSet, keys: list[str], time_column: str = "window_at",
+                          metric_column: str = "metric", value_column: str = "mean_value", since: date | None = None,
+                          states=None):
+    """``source_seasonal_states`` on Spark, per source (``keys``), the keys kept; ``states`` as ``spark_features``."""
+    from pyspark.sql import types as T
+
+    sums = [T.StructField(column, T.DoubleType()) for column in SLOT_SUMS]
+    schema = T.StructType([*(rows.schema[key] for key in keys), T.StructField("as_of_date", T.DateType()),
+                           T.StructField("lookback_from", T.TimestampType()), T.StructField("metric", T.StringType()),
+                           T.StructField("slot", T.StringType()), *sums])
+    return _per_source(rows, states, feature_set, keys, [time_column, metric_column, value_column], schema,
+                       lambda source, earlier: source_seasonal_states(source, feature_set, time_column, metric_column,
+                                                                      value_column, since, earlier))
+
+
+def _per_source(rows, states, feature_set: FeatureSet, keys: list[str], columns: list[str], schema, compute):
+    """``compute(source's rows, its saved sums or None)`` per source of ``rows`` (a source in ``states`` alone has no
+    rows: nothing), with the source's keys."""
+    def with_keys(source: pd.DataFrame, state: pd.DataFrame | None) -> pd.DataFrame:
+        if source.empty:
+            return pd.DataFrame(columns=schema.fieldNames())
+        result = compute(source, None if state is None else saved_sums(state, feature_set))
+        return result.assign(**{key: source[key].iloc[0] for key in keys})[schema.fieldNames()]
+
+    grouped = rows.select(*keys, *columns).groupBy(*keys)
+    if states is None:
+        return grouped.applyInPandas(lambda source: with_keys(source, None), schema)
+    saved = states.select(*keys, "metric", "slot", *SLOT_SUMS).groupBy(*keys)
+    return grouped.cogroup(saved).applyInPandas(with_keys, schema)
 
 
 # The feature set the model-based detectors read (a new version when its features change).
@@ -378,17 +472,60 @@ DETECTOR_FEATURES = FeatureSet(
 FEATURE_SETS = {feature_set.key: feature_set for feature_set in (DETECTOR_FEATURES,)}
 
 
-def metric_features(rollups, feature_set: FeatureSet, rollup_column: str = "mean_value", since: date | None = None):
+def metric_features(rollups, feature_set: FeatureSet, rollup_column: str = "mean_value", since: date | None = None,
+                    states=None):
     """gold.metric_rollups_1m -> gold.metric_features_1m: ``feature_set`` of each source's metrics, minute by minute.
 
     ``rollup_column`` is the rollup the features are of (the minute's mean, p95, error rate...);
     the rows say which, beside the feature set's key. ``since``: the minutes from that day on (``source_features``).
+    ``states``: each source's saved sums (``latest_states``), ``rollups`` then being ``rows_after_states``.
     """
     from pyspark.sql import functions as F
 
+    features = spark_features(rollups, feature_set, *_rollup_arguments(rollups, rollup_column), since, states)
+    return features.select("*", F.lit(rollup_column).alias("rollup_column"), F.to_date("window_at").alias("window_date"))
+
+
+def metric_feature_states(rollups, feature_set: FeatureSet, rollup_column: str = "mean_value",
+                          since: date | None = None, states=None):
+    """gold.metric_rollups_1m -> gold.metric_feature_states: each source's seasonal sums as of each day from ``since``
+    (``source_seasonal_states``), for a later ``metric_features`` to start from; arguments as ``metric_features``."""
+    from pyspark.sql import functions as F
+
+    sums = spark_seasonal_states(rollups, feature_set, *_rollup_arguments(rollups, rollup_column), since, states)
+    return sums.select("*", F.lit(feature_set.key).alias("feature_set"), F.lit(rollup_column).alias("rollup_column"))
+
+
+def _rollup_arguments(rollups, rollup_column: str) -> tuple[list[str], str, str, str]:
+    """The rollups' source keys, time, metric and value columns, refusing a rollup column they lack by name."""
     from perflake.pipeline.gold import METRIC_SOURCE
 
     if rollup_column not in rollups.columns:
         raise ValueError(f"the rollups have no column {rollup_column!r}; they have {', '.join(rollups.columns)}")
-    features = spark_features(rollups, feature_set, list(METRIC_SOURCE), "window_at", "metric", rollup_column, since)
-    return features.select("*", F.lit(rollup_column).alias("rollup_column"), F.to_date("window_at").alias("window_date"))
+    return list(METRIC_SOURCE), "window_at", "metric", rollup_column
+
+
+def latest_states(states, since: date):
+    """Each source's rows of gold.metric_feature_states as of the latest day on or before ``since``: a run from
+    ``since`` can start from them (``source_seasonal_states``)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from perflake.pipeline.gold import METRIC_SOURCE
+
+    dated = states.where(F.col("as_of_date") <= F.lit(since))
+    latest = F.max("as_of_date").over(Window.partitionBy(*METRIC_SOURCE))
+    return dated.withColumn("latest", latest).where(F.col("as_of_date") == F.col("latest")).drop("latest")
+
+
+def rows_after_states(rollups, states):
+    """The rollups a run starting from ``states`` reads: each source's from its ``lookback_from`` on, and every row
+    of a source without saved sums."""
+    from pyspark.sql import functions as F
+
+    from perflake.pipeline.gold import METRIC_SOURCE
+
+    starts = F.broadcast(states.select(*METRIC_SOURCE, "lookback_from").distinct())
+    joined = rollups.join(starts, [rollups[key].eqNullSafe(starts[key]) for key in METRIC_SOURCE], "left")
+    after = starts["lookback_from"].isNull() | (rollups["window_at"] >= starts["lookback_from"])
+    return joined.where(after).select(rollups["*"])

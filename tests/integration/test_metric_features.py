@@ -47,7 +47,7 @@ def test_the_job_builds_a_slice_per_feature_set_and_rollup_and_rebuilds_it_in_pl
                                       expected.sort_values(order).reset_index(drop=True), check_dtype=False, rtol=1e-12)
 
 
-def test_a_run_since_a_day_rebuilds_the_days_from_it_as_a_whole_pass_would_and_keeps_the_days_before(
+def test_a_run_since_a_day_starts_from_the_saved_seasonal_sums_as_a_whole_pass_would_and_keeps_the_days_before(
         spark, state_dir, tmp_path):
     lake_root = (tmp_path / "lake").as_uri()
     env = make_environ(state_dir, PERFLAKE__LAKE__ROOT=lake_root)
@@ -56,32 +56,43 @@ def test_a_run_since_a_day_rebuilds_the_days_from_it_as_a_whole_pass_would_and_k
     frame = syn.clean(rows=1000).rename(columns={"value": "cpu_percent"})
     frame["memory_used_bytes"] = 2e9 + np.random.default_rng(2).normal(0, 1e7, len(frame))
     rows = syn.gold_rows(frame, service="host", endpoint=None, host="app-1").assign(p95_value=0.0)[ROLLUPS_COLUMNS]
+    order = ["window_at", "metric", "feature"]
 
-    def append_rollups(rollups: pd.DataFrame, version: int) -> None:
-        lake.append(spark.createDataFrame(rollups, ROLLUPS), config, "gold", "metric_rollups_1m", ("test-rollups", version))
+    def run_job(*args: str) -> str:
+        run = run_perflake(["submit", "jobs/metric_features.py", *args], env)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return run.stdout
+
+    def feature_table() -> pd.DataFrame:
+        table = lake.read_table(spark, config, "gold", "metric_features_1m").toPandas()
+        return table[["window_at", "feature_set", "metric", "feature", "value"]].sort_values(order).reset_index(drop=True)
+
+    def from_day(features: pd.DataFrame, day) -> pd.DataFrame:
+        return features[features["window_at"].dt.date >= day]
 
     before = rows["window_at"].dt.date < since
-    append_rollups(rows[before], 0)
-    first = run_perflake(["submit", "jobs/metric_features.py"], env)
-    assert first.returncode == 0, first.stderr[-3000:]
-    # the days from `since` arrive, and a late event changes a minute of the first day: gold holds one row per key, so
+    lake.append(spark.createDataFrame(rows[before], ROLLUPS), config, "gold", "metric_rollups_1m", ("test-rollups", 0))
+    run_job()
+    first_pass = source_features(rows[before], DETECTOR_FEATURES)  # what the first run wrote of the days before
+    # the days from `since` arrive, and a late event changes a minute of the first days: gold holds one row per key, so
     # the corrected rollups replace the whole table here
     corrected = rows.copy()
     late = (corrected["window_at"] == pd.Timestamp("2026-01-06 00:00", tz="UTC")) & (corrected["metric"] == "cpu_percent")
     corrected.loc[late, "mean_value"] += 500.0  # a Tuesday's midnight: its seasonal slot recurs after `since`
     lake.replace_rows(spark.createDataFrame(corrected, ROLLUPS), config, "gold", "metric_rollups_1m", {"host": "app-1"}, [])
-    second = run_perflake(["submit", "jobs/metric_features.py", "--since", since.isoformat()], env)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert f"from {since} on" in second.stdout
 
-    order = ["window_at", "metric", "feature"]
-    table = lake.read_table(spark, config, "gold", "metric_features_1m").toPandas()
-    table = table[["window_at", "feature_set", "metric", "feature", "value"]].sort_values(order).reset_index(drop=True)
-    first_pass = source_features(rows[before], DETECTOR_FEATURES)  # what the first run wrote of the days before
-    whole_pass = source_features(corrected, DETECTOR_FEATURES)  # the days from `since` read the corrected minute
-    expected = pd.concat([first_pass, whole_pass[whole_pass["window_at"].dt.date >= since]])
+    nightly = run_job("--since", since.isoformat())
+    assert f"from {since} on" in nightly and "saved for 1 of its sources" in nightly
+    # the sums the run starts from are of gold as the first run read it: the late minute is not in them
     uncorrected = source_features(rows, DETECTOR_FEATURES)
-    from_since = [features.loc[features["window_at"].dt.date >= since, "value"].to_numpy()
-                  for features in (uncorrected, whole_pass)]
-    assert not np.allclose(*from_since)  # the late minute shows in the days from `since`
-    pd.testing.assert_frame_equal(table, expected.sort_values(order).reset_index(drop=True), check_dtype=False, rtol=1e-12)
+    expected = pd.concat([first_pass, from_day(uncorrected, since)]).sort_values(order).reset_index(drop=True)
+    pd.testing.assert_frame_equal(feature_table(), expected, check_dtype=False, rtol=1e-12)
+
+    late_day = pd.Timestamp("2026-01-06").date()
+    rerun = run_job("--since", late_day.isoformat())  # a run from the corrected minute's day reads it
+    assert "saved for 0 of its sources" in rerun  # as of 01-06 the source has fewer rows than the lookback
+    whole_pass = source_features(corrected, DETECTOR_FEATURES)
+    assert not np.allclose(from_day(uncorrected, since)["value"], from_day(whole_pass, since)["value"])
+    expected = pd.concat([first_pass[first_pass["window_at"].dt.date < late_day], from_day(whole_pass, late_day)])
+    pd.testing.assert_frame_equal(feature_table(), expected.sort_values(order).reset_index(drop=True),
+                                  check_dtype=False, rtol=1e-12)

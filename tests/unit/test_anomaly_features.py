@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from perflake.anomaly.features import (DETECTOR_FEATURES, Feature, FeatureSet, compute_features, grouped_median_sigma,
-                                       metric_features, robust_sigma, seasonal_sums, seasonal_z, source_features,
-                                       spark_features)
+                                       latest_states, metric_feature_states, metric_features, robust_sigma,
+                                       rows_after_states, saved_sums, seasonal_sums, seasonal_z, source_features,
+                                       source_seasonal_states, spark_features)
 from tests import synthetic as syn
 
 EVERY_KIND = FeatureSet(
@@ -142,6 +143,42 @@ def test_a_sources_features_from_a_day_on_are_those_a_pass_over_its_whole_histor
         pd.testing.assert_frame_equal(got, expected, rtol=1e-12, obj=f"features from {since} on")
 
 
+BUT_EWM = FeatureSet("every_kind_but_ewm", 1, tuple(f for f in EVERY_KIND.features if not f.kind.startswith("ewm")),
+                     calendar=True, cross_series=True, seasonal_slot="phase_hour")  # a slot of text
+
+
+@pytest.mark.parametrize("feature_set", [BUT_EWM, DETECTOR_FEATURES], ids=lambda feature_set: feature_set.name)
+def test_night_after_night_features_from_the_last_runs_seasonal_sums_are_a_whole_pass(feature_set):
+    frame = host(1000)  # 30-minute rows from 2026-01-05 to 01-25
+    frame.loc[690:700, "value"] = np.nan  # a gap across 2026-01-19's end
+    frame.loc[400:900, "memory"] = np.nan  # a metric silent for ten days: its sums wait for it
+    rows = syn.gold_rows(frame)
+    order = ["window_at", "feature", "metric"]
+    whole = source_features(rows, feature_set).sort_values(order).reset_index(drop=True)
+    first_run = rows[rows["window_at"] < pd.Timestamp("2026-01-08", tz="UTC")]  # a first run, over every day
+    states = source_seasonal_states(first_run, feature_set)
+    assert states.empty == (feature_set.lookback > 48 * 3)  # fewer rows than the lookback: every row is read
+    for night in pd.date_range("2026-01-08", "2026-01-25", freq="D", tz="UTC"):
+        day = night.date()
+        saved = states[states["as_of_date"] == day]  # the last run saved sums as of each day to the day after its last
+        start = saved["lookback_from"].iloc[0] if len(saved) else rows["window_at"].min()
+        read = rows[(rows["window_at"] >= start) & (rows["window_at"] < night + pd.Timedelta(days=1))]
+        got = source_features(read, feature_set, since=day, earlier=saved_sums(saved, feature_set))
+        expected = whole[whole["window_at"].dt.date == day].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got.sort_values(order).reset_index(drop=True), expected, rtol=1e-12, obj=str(day))
+        states = source_seasonal_states(read, feature_set, since=day, earlier=saved_sums(saved, feature_set))
+        assert set(states["as_of_date"]) <= {day, day + pd.Timedelta(days=1)}  # none while the rows before are few
+    assert len(states) and (states["lookback_from"] > night - pd.Timedelta(days=7)).all()  # a run reads days, not weeks
+
+
+def test_a_feature_set_with_an_ewm_has_no_seasonal_state_to_start_from():
+    rows = syn.gold_rows(host(400))
+    with pytest.raises(ValueError, match="every_kind.v1 reads every earlier row"):
+        source_seasonal_states(rows, EVERY_KIND)
+    with pytest.raises(ValueError, match="every_kind.v1 reads every earlier row"):
+        source_features(rows, EVERY_KIND, earlier=saved_sums(source_seasonal_states(rows, BUT_EWM), BUT_EWM))
+
+
 def test_a_feature_sets_lookback_is_its_longest_features_every_row_with_an_ewm_and_an_unknown_kind_is_an_error():
     assert FeatureSet("t", 1, (Feature("lag", 5), Feature("robust_z", 20), Feature("seasonal_z"))).lookback == 39
     assert FeatureSet("t", 1, (Feature("lag", 5),), cross_series=True).lookback == 119  # the cross-series robust z
@@ -167,6 +204,31 @@ def test_spark_computes_the_same_features_per_source(spark):
         pd.testing.assert_frame_equal(got[expected.columns].sort_values(order, na_position="first").reset_index(drop=True),
                                       expected.sort_values(order, na_position="first").reset_index(drop=True),
                                       check_dtype=False, rtol=1e-12)
+
+
+def test_spark_starts_each_source_from_its_latest_sums_before_the_day_and_reads_only_the_rows_after_them(spark):
+    since = pd.Timestamp("2026-01-12").date()
+    new = host(300).assign(timestamp=lambda f: f["timestamp"] + pd.Timedelta(days=6))  # from 01-11: no sums before 01-12
+    sources = {"a": host(600), "b": host(500).assign(value=lambda f: f["value"] + 50), "new": new}
+    rows = pd.concat([syn.gold_rows(frame, service="host", endpoint=None, host=name) for name, frame in sources.items()])
+    rollups = spark.createDataFrame(rows, "window_at TIMESTAMP, metric STRING, mean_value DOUBLE, service STRING, "
+                                          "endpoint STRING, host STRING")
+    saved = metric_feature_states(rollups, BUT_EWM)  # sums as of every day, some after `since` too
+    assert set(saved.toPandas()["host"]) == {"a", "b", "new"}
+    states = latest_states(saved, since)
+    assert set(map(tuple, states.select("host", "as_of_date").distinct().collect())) == {("a", since), ("b", since)}
+    read = rows_after_states(rollups, states)
+    got = metric_features(read, BUT_EWM, since=since, states=states).toPandas()
+    order = ["host", "window_at", "feature", "metric"]
+    expected = pd.concat([source_features(syn.gold_rows(frame), BUT_EWM, since=since).assign(host=name)
+                          for name, frame in sources.items()])
+    pd.testing.assert_frame_equal(got[expected.columns].sort_values(order, na_position="first").reset_index(drop=True),
+                                  expected.sort_values(order, na_position="first").reset_index(drop=True),
+                                  check_dtype=False, rtol=1e-12)
+    read_rows = read.toPandas().groupby("host")["window_at"].min()
+    assert read_rows["new"] == new["timestamp"].min().tz_localize(None)  # a source without sums: every row
+    lookback = pd.Timedelta(minutes=30 * BUT_EWM.lookback)
+    assert (read_rows[["a", "b"]] == pd.Timestamp(since) - lookback).all()  # the others: their lookback rows on
 
 
 def test_the_feature_table_says_which_rollup_its_features_are_of(spark):
