@@ -11,9 +11,10 @@ all of them or (--since) those of the days from that one on (UTC), in one Delta 
 A seasonal feature reads every earlier minute of its slot: each run also saves, in
 gold.metric_feature_states, each source's seasonal sums as of each day it covered. A run --since a
 day starts from the sums as of that day (or the latest before it) and reads only the rows after
-them: the few hours a source's other features look back, and the days from then on. So a nightly
-run's cost follows the day, not the history (docs/benchmarks.md). A source without saved sums, and
-any run of a feature set with an EWM statistic, reads every row.
+them: the few hours a source's other features look back, and the days from then on; gold's days
+before those are not scanned. So a nightly run's cost follows the day, not the history
+(docs/benchmarks.md). A source new since the sums were saved (then every day of gold is scanned),
+and any run of a feature set with an EWM statistic, reads every row.
 
 What --since does not see: a gold minute corrected (a late event) before the sums it starts from.
 The days before --since keep their values, and the seasonal sums of the days after do not hold
@@ -32,7 +33,6 @@ from perflake import lake
 from perflake.anomaly.features import (FEATURE_SETS, latest_states, metric_feature_states, metric_features,
                                        rows_after_states)
 from perflake.config import get_config
-from perflake.pipeline.gold import METRIC_SOURCE
 from perflake.spark import get_spark
 
 SOURCE, TABLE, STATES = "metric_rollups_1m", "metric_features_1m", "metric_feature_states"
@@ -60,9 +60,8 @@ def main(argv: list[str] | None = None) -> None:
         reading = "every row of gold"
         if args.since and feature_set.lookback is not None and lake.table_exists(spark, config, "gold", STATES):
             states = latest_states(lake.read_rows(spark, config, "gold", STATES, rebuilt), args.since)
-            saved = states.select(*METRIC_SOURCE).distinct().count()
-            reading = f"gold after the seasonal sums saved for {saved} of its sources as of {args.since} or before"
-            rollups = rows_after_states(rollups, states)
+            rollups = rows_after_states(rollups, states, args.since)
+            reading = f"gold's rows after the seasonal sums saved as of {args.since} or before"
         print(f"computing {args.feature_set} of {args.rollup_column} {days}, reading {reading} ...", flush=True)
         features = metric_features(rollups, feature_set, args.rollup_column, args.since, states)
         lake.replace_rows(features, config, "gold", TABLE, rebuilt, [*rebuilt, "window_date"], from_dates)

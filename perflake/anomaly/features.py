@@ -349,8 +349,8 @@ def source_seasonal_states(rows: pd.DataFrame, feature_set: FeatureSet, time_col
 
     As of a day: the sums over the rows before ``lookback_from``, the first of the ``lookback`` rows before that
     day, so its features computed from ``lookback_from`` on with those sums are a whole pass's. They depend on the
-    rows before the day alone. ``earlier``: the sums over the source's rows before ``rows``. A day before which the
-    source has no more than ``lookback`` rows (and no ``earlier``) has none: its features read every row anyway.
+    rows before the day alone. ``earlier``: the sums over the source's rows before ``rows``. While the sums are of no
+    row, a day has one row without metric or slot, saying where the source's rows start.
     """
     lookback = feature_set.lookback
     if lookback is None:
@@ -358,26 +358,24 @@ def source_seasonal_states(rows: pd.DataFrame, feature_set: FeatureSet, time_col
     frame = _side_by_side(rows, time_column, metric_column, value_column, earlier)
     times = pd.DatetimeIndex(frame["timestamp"])
     first_day = since or times[0].date()
-    states, sums, summed = [], earlier, 0
+    states, sums, summed = [], earlier or {}, 0
     for day in pd.date_range(first_day, times[-1].date() + timedelta(days=1), freq="D").date:
         start = max(0, _first_row_on(times, day) - lookback)
         if start > summed:
             sums, summed = seasonal_state(frame.iloc[summed:start], feature_set, sums), start
-        if sums is not None:
-            lookback_from = times[start] if start < len(times) else _day_start(times, day)
-            states += [metric_sums.rename_axis("slot").reset_index().assign(metric=metric, as_of_date=day,
-                                                                            lookback_from=lookback_from)
-                       for metric, metric_sums in sums.items()]
-    if not states:
-        return pd.DataFrame(columns=list(STATE_COLUMNS))
-    long = pd.concat(states, ignore_index=True)
-    return long.assign(slot=long["slot"].astype(str))[list(STATE_COLUMNS)]
+        lookback_from = times[start] if start < len(times) else _day_start(times, day)
+        per_metric = [metric_sums.set_axis(metric_sums.index.astype(str)).rename_axis("slot").reset_index().assign(metric=metric)
+                      for metric, metric_sums in sums.items()]
+        states += [part.assign(as_of_date=day, lookback_from=lookback_from) for part in per_metric or [pd.DataFrame(index=[0])]]
+    return pd.concat(states, ignore_index=True).reindex(columns=list(STATE_COLUMNS))
 
 
 def saved_sums(states: pd.DataFrame, feature_set: FeatureSet) -> dict[str, pd.DataFrame] | None:
-    """``source_seasonal_states``' rows of one day back as the per-metric sums ``source_features`` reads (None: none)."""
+    """``source_seasonal_states``' rows of one day back as the per-metric sums ``source_features`` reads (None: no
+    rows, the source has no saved state)."""
     if states.empty:
         return None
+    states = states.dropna(subset=["metric"])  # a row of a source whose sums are of no row yet
     hourly = feature_set.seasonal_slot in ("hour_of_day", "hour_of_week")  # the other slots are text already
     slots = states["slot"].astype(int) if hourly else states["slot"]
     indexed = states.set_index(slots.rename(None))
@@ -518,14 +516,22 @@ def latest_states(states, since: date):
     return dated.withColumn("latest", latest).where(F.col("as_of_date") == F.col("latest")).drop("latest")
 
 
-def rows_after_states(rollups, states):
-    """The rollups a run starting from ``states`` reads: each source's from its ``lookback_from`` on, and every row
-    of a source without saved sums."""
+def rows_after_states(rollups, states, since: date):
+    """The rollups a run from ``since`` starting from ``states`` (``latest_states``) reads: of each source with a row
+    from ``since`` on, its rows from its sums' ``lookback_from`` on, or every row where it has none (new since the
+    run that saved them). Only gold's days from the earliest such ``lookback_from`` on are scanned (every day when
+    a source has no sums); a source without a row from ``since`` on is not read, as it has no features to compute."""
     from pyspark.sql import functions as F
 
     from perflake.pipeline.gold import METRIC_SOURCE
 
-    starts = F.broadcast(states.select(*METRIC_SOURCE, "lookback_from").distinct())
-    joined = rollups.join(starts, [rollups[key].eqNullSafe(starts[key]) for key in METRIC_SOURCE], "left")
-    after = starts["lookback_from"].isNull() | (rollups["window_at"] >= starts["lookback_from"])
-    return joined.where(after).select(rollups["*"])
+    active = rollups.where(F.col("window_date") >= F.lit(since)).select(*METRIC_SOURCE).distinct()
+    saved = states.select(*METRIC_SOURCE, "lookback_from").distinct()
+    on_keys = [active[key].eqNullSafe(saved[key]) for key in METRIC_SOURCE]
+    starts = active.join(saved, on_keys, "left").select(*(active[key] for key in METRIC_SOURCE), saved["lookback_from"])
+    starts = rollups.sparkSession.createDataFrame(starts.collect(), starts.schema)  # one scan of the day's sources
+    earliest, without = starts.agg(F.min(F.to_date("lookback_from")), F.count_if(F.col("lookback_from").isNull())).first()
+    scanned = rollups if without else rollups.where(F.col("window_date") >= F.lit(earliest or since))
+    joined = scanned.join(F.broadcast(starts), [scanned[key].eqNullSafe(starts[key]) for key in METRIC_SOURCE])
+    after = starts["lookback_from"].isNull() | (scanned["window_at"] >= starts["lookback_from"])
+    return joined.where(after).select(scanned["*"])

@@ -157,18 +157,19 @@ def test_night_after_night_features_from_the_last_runs_seasonal_sums_are_a_whole
     whole = source_features(rows, feature_set).sort_values(order).reset_index(drop=True)
     first_run = rows[rows["window_at"] < pd.Timestamp("2026-01-08", tz="UTC")]  # a first run, over every day
     states = source_seasonal_states(first_run, feature_set)
-    assert states.empty == (feature_set.lookback > 48 * 3)  # fewer rows than the lookback: every row is read
+    no_sums = feature_set.lookback > 48 * 3  # no more rows than the lookback: sums of none, the source's rows read whole
+    assert states["metric"].isna().all() == no_sums and (states["lookback_from"] == rows["window_at"].min()).all() == no_sums
     for night in pd.date_range("2026-01-08", "2026-01-25", freq="D", tz="UTC"):
         day = night.date()
         saved = states[states["as_of_date"] == day]  # the last run saved sums as of each day to the day after its last
-        start = saved["lookback_from"].iloc[0] if len(saved) else rows["window_at"].min()
+        start = saved["lookback_from"].iloc[0]
         read = rows[(rows["window_at"] >= start) & (rows["window_at"] < night + pd.Timedelta(days=1))]
         got = source_features(read, feature_set, since=day, earlier=saved_sums(saved, feature_set))
         expected = whole[whole["window_at"].dt.date == day].reset_index(drop=True)
         pd.testing.assert_frame_equal(got.sort_values(order).reset_index(drop=True), expected, rtol=1e-12, obj=str(day))
         states = source_seasonal_states(read, feature_set, since=day, earlier=saved_sums(saved, feature_set))
-        assert set(states["as_of_date"]) <= {day, day + pd.Timedelta(days=1)}  # none while the rows before are few
-    assert len(states) and (states["lookback_from"] > night - pd.Timedelta(days=7)).all()  # a run reads days, not weeks
+        assert set(states["as_of_date"]) == {day, day + pd.Timedelta(days=1)}
+    assert (states["lookback_from"] > night - pd.Timedelta(days=7)).all()  # a run reads days, not weeks
 
 
 def test_a_feature_set_with_an_ewm_has_no_seasonal_state_to_start_from():
@@ -206,29 +207,33 @@ def test_spark_computes_the_same_features_per_source(spark):
                                       check_dtype=False, rtol=1e-12)
 
 
-def test_spark_starts_each_source_from_its_latest_sums_before_the_day_and_reads_only_the_rows_after_them(spark):
+@pytest.mark.parametrize("new_since_saved", [False, True], ids=["every-source-saved", "a-source-new-since"])
+def test_spark_starts_each_source_from_its_latest_sums_before_the_day_and_reads_only_the_rows_after_them(
+        spark, new_since_saved):
     since = pd.Timestamp("2026-01-12").date()
-    new = host(300).assign(timestamp=lambda f: f["timestamp"] + pd.Timedelta(days=6))  # from 01-11: no sums before 01-12
-    sources = {"a": host(600), "b": host(500).assign(value=lambda f: f["value"] + 50), "new": new}
+    sources = {"a": host(600), "b": host(500).assign(value=lambda f: f["value"] + 50),
+               "new": host(400).assign(value=lambda f: f["value"] - 20),  # from 01-05 to 01-13
+               "gone": host(150)}  # silent from 01-08 on
     rows = pd.concat([syn.gold_rows(frame, service="host", endpoint=None, host=name) for name, frame in sources.items()])
-    rollups = spark.createDataFrame(rows, "window_at TIMESTAMP, metric STRING, mean_value DOUBLE, service STRING, "
-                                          "endpoint STRING, host STRING")
+    rollups = spark.createDataFrame(rows.assign(window_date=rows["window_at"].dt.date),
+                                    "window_at TIMESTAMP, metric STRING, mean_value DOUBLE, service STRING, endpoint STRING, "
+                                    "host STRING, window_date DATE")
     saved = metric_feature_states(rollups, BUT_EWM)  # sums as of every day, some after `since` too
-    assert set(saved.toPandas()["host"]) == {"a", "b", "new"}
-    states = latest_states(saved, since)
-    assert set(map(tuple, states.select("host", "as_of_date").distinct().collect())) == {("a", since), ("b", since)}
-    read = rows_after_states(rollups, states)
+    states = latest_states(saved.where("host != 'new'") if new_since_saved else saved, since)
+    assert dict(states.select("host", "as_of_date").distinct().collect()) == {
+        "a": since, "b": since, "gone": pd.Timestamp("2026-01-09").date(), **({} if new_since_saved else {"new": since})}
+    read = rows_after_states(rollups, states, since)
     got = metric_features(read, BUT_EWM, since=since, states=states).toPandas()
     order = ["host", "window_at", "feature", "metric"]
     expected = pd.concat([source_features(syn.gold_rows(frame), BUT_EWM, since=since).assign(host=name)
-                          for name, frame in sources.items()])
+                          for name, frame in sources.items() if name != "gone"])
     pd.testing.assert_frame_equal(got[expected.columns].sort_values(order, na_position="first").reset_index(drop=True),
                                   expected.sort_values(order, na_position="first").reset_index(drop=True),
                                   check_dtype=False, rtol=1e-12)
-    read_rows = read.toPandas().groupby("host")["window_at"].min()
-    assert read_rows["new"] == new["timestamp"].min().tz_localize(None)  # a source without sums: every row
-    lookback = pd.Timedelta(minutes=30 * BUT_EWM.lookback)
-    assert (read_rows[["a", "b"]] == pd.Timestamp(since) - lookback).all()  # the others: their lookback rows on
+    first_read = read.toPandas().groupby("host")["window_at"].min()
+    lookback_from = pd.Timestamp(since) - pd.Timedelta(minutes=30 * BUT_EWM.lookback)
+    assert first_read.to_dict() == {"a": lookback_from, "b": lookback_from,  # a source without sums is read whole
+                                    "new": pd.Timestamp("2026-01-05") if new_since_saved else lookback_from}
 
 
 def test_the_feature_table_says_which_rollup_its_features_are_of(spark):
