@@ -8,7 +8,8 @@ from perflake.anomaly.features import DETECTOR_FEATURES, source_features
 from tests import synthetic as syn
 from tests.support import make_config, make_environ, run_perflake
 
-ROLLUPS = "window_at TIMESTAMP, metric STRING, mean_value DOUBLE, p95_value DOUBLE, service STRING, endpoint STRING, host STRING"
+ROLLUPS = ("window_at TIMESTAMP, metric STRING, mean_value DOUBLE, p95_value DOUBLE, service STRING, endpoint STRING, "
+           "host STRING, window_date DATE")
 ROLLUPS_COLUMNS = [field.split()[0] for field in ROLLUPS.split(", ")]
 
 
@@ -27,7 +28,8 @@ def test_the_job_builds_a_slice_per_feature_set_and_rollup_and_rebuilds_it_in_pl
     endpoint = syn.clean(rows=300).rename(columns={"value": "response_time_ms"})
     sources = [syn.gold_rows(host, service="host", endpoint=None, host="app-1"),
                syn.gold_rows(endpoint, service="ws4-market-integration", endpoint="/orders", host="app-1")]
-    sources = [rows.assign(p95_value=rows["mean_value"] * 1.5)[ROLLUPS_COLUMNS] for rows in sources]
+    sources = [rows.assign(p95_value=rows["mean_value"] * 1.5, window_date=rows["window_at"].dt.date)[ROLLUPS_COLUMNS]
+               for rows in sources]
     lake.append(spark.createDataFrame(pd.concat(sources), ROLLUPS), config, "gold", "metric_rollups_1m",
                 ("test-rollups", 0))
 
@@ -55,7 +57,8 @@ def test_a_run_since_a_day_starts_from_the_saved_seasonal_sums_as_a_whole_pass_w
     since = pd.Timestamp("2026-01-20").date()  # 30-minute rows from 2026-01-05: 720 rows before it, over twice the lookback
     frame = syn.clean(rows=1000).rename(columns={"value": "cpu_percent"})
     frame["memory_used_bytes"] = 2e9 + np.random.default_rng(2).normal(0, 1e7, len(frame))
-    rows = syn.gold_rows(frame, service="host", endpoint=None, host="app-1").assign(p95_value=0.0)[ROLLUPS_COLUMNS]
+    rows = syn.gold_rows(frame, service="host", endpoint=None, host="app-1")
+    rows = rows.assign(p95_value=0.0, window_date=rows["window_at"].dt.date)[ROLLUPS_COLUMNS]
     order = ["window_at", "metric", "feature"]
 
     def run_job(*args: str) -> str:

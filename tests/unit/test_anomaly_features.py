@@ -213,7 +213,7 @@ def test_spark_starts_each_source_from_its_latest_sums_before_the_day_and_reads_
     since = pd.Timestamp("2026-01-12").date()
     sources = {"a": host(600), "b": host(500).assign(value=lambda f: f["value"] + 50),
                "new": host(400).assign(value=lambda f: f["value"] - 20),  # from 01-05 to 01-13
-               "gone": host(150)}  # silent from 01-08 on
+               "gone": host(100)}  # silent from 01-07 on, its sums of no row (fewer rows than the lookback)
     rows = pd.concat([syn.gold_rows(frame, service="host", endpoint=None, host=name) for name, frame in sources.items()])
     rollups = spark.createDataFrame(rows.assign(window_date=rows["window_at"].dt.date),
                                     "window_at TIMESTAMP, metric STRING, mean_value DOUBLE, service STRING, endpoint STRING, "
@@ -221,7 +221,7 @@ def test_spark_starts_each_source_from_its_latest_sums_before_the_day_and_reads_
     saved = metric_feature_states(rollups, BUT_EWM)  # sums as of every day, some after `since` too
     states = latest_states(saved.where("host != 'new'") if new_since_saved else saved, since)
     assert dict(states.select("host", "as_of_date").distinct().collect()) == {
-        "a": since, "b": since, "gone": pd.Timestamp("2026-01-09").date(), **({} if new_since_saved else {"new": since})}
+        "a": since, "b": since, "gone": pd.Timestamp("2026-01-08").date(), **({} if new_since_saved else {"new": since})}
     read = rows_after_states(rollups, states, since)
     got = metric_features(read, BUT_EWM, since=since, states=states).toPandas()
     order = ["host", "window_at", "feature", "metric"]
