@@ -530,10 +530,12 @@ def rows_after_states(rollups, states, since: date):
     active = rollups.where(F.col("window_date") >= F.lit(since)).select(*METRIC_SOURCE).distinct()
     saved = states.select(*METRIC_SOURCE, "lookback_from").distinct()
     on_keys = [active[key].eqNullSafe(saved[key]) for key in METRIC_SOURCE]
-    starts = active.join(saved, on_keys, "left").select(*(active[key] for key in METRIC_SOURCE), saved["lookback_from"])
-    starts = rollups.sparkSession.createDataFrame(starts.collect(), starts.schema)  # one scan of the day's sources
-    earliest, without = starts.agg(F.min(F.to_date("lookback_from")), F.count_if(F.col("lookback_from").isNull())).first()
-    scanned = rollups if without else rollups.where(F.col("window_date") >= F.lit(earliest or since))
+    starts = active.join(saved, on_keys, "left").select(*(active[key] for key in METRIC_SOURCE), saved["lookback_from"],
+                                                        F.to_date(saved["lookback_from"]).alias("lookback_date"))
+    collected = starts.collect()  # one scan of the day's partitions: the plan of the read below
+    dates = [row.lookback_date for row in collected]
+    scanned = rollups if None in dates else rollups.where(F.col("window_date") >= F.lit(min(dates, default=since)))
+    starts = rollups.sparkSession.createDataFrame(collected, starts.schema).drop("lookback_date")
     joined = scanned.join(F.broadcast(starts), [scanned[key].eqNullSafe(starts[key]) for key in METRIC_SOURCE])
     after = starts["lookback_from"].isNull() | (scanned["window_at"] >= starts["lookback_from"])
     return joined.where(after).select(scanned["*"])
