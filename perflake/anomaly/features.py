@@ -367,6 +367,8 @@ def source_seasonal_states(rows: pd.DataFrame, feature_set: FeatureSet, time_col
         per_metric = [metric_sums.set_axis(metric_sums.index.astype(str)).rename_axis("slot").reset_index().assign(metric=metric)
                       for metric, metric_sums in sums.items()]
         states += [part.assign(as_of_date=day, lookback_from=lookback_from) for part in per_metric or [pd.DataFrame(index=[0])]]
+    if not states:  # a source silent since before ``since`` has no day to save here: its earlier days' sums serve
+        return pd.DataFrame(columns=list(STATE_COLUMNS))
     long = pd.concat(states, ignore_index=True).reindex(columns=list(STATE_COLUMNS))
     names = long[["metric", "slot"]].astype(object)  # text, none where the sums are of no row (not a float NaN)
     return long.assign(**names.where(names.notna(), None))

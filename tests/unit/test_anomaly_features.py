@@ -219,6 +219,9 @@ def test_spark_starts_each_source_from_its_latest_sums_before_the_day_and_reads_
                                     "window_at TIMESTAMP, metric STRING, mean_value DOUBLE, service STRING, endpoint STRING, "
                                     "host STRING, window_date DATE")
     saved = metric_feature_states(rollups, BUT_EWM)  # sums as of every day, some after `since` too
+    # a first run --since the day, with no sums saved: a source silent since before it has no day to save
+    first_since = metric_feature_states(rollups, BUT_EWM, since=since).toPandas()
+    assert set(first_since["host"]) == {"a", "b", "new"} and set(first_since["as_of_date"]) >= {since}
     states = latest_states(saved.where("host != 'new'") if new_since_saved else saved, since)
     assert dict(states.select("host", "as_of_date").distinct().collect()) == {
         "a": since, "b": since, "gone": pd.Timestamp("2026-01-08").date(), **({} if new_since_saved else {"new": since})}
