@@ -323,8 +323,7 @@ def source_features(rows: pd.DataFrame, feature_set: FeatureSet, time_column: st
     if earlier is not None and feature_set.lookback is None:
         raise ValueError(f"{feature_set.key} reads every earlier row (an EWM statistic): its features cannot start "
                          "from saved seasonal sums")
-    frame = _side_by_side(rows, time_column, metric_column, value_column, earlier)
-    times = pd.DatetimeIndex(frame["timestamp"])
+    frame, times = _side_by_side(rows, time_column, metric_column, value_column, earlier)
     first = 0 if since is None else _first_row_on(times, since)
     start = 0 if feature_set.lookback is None else max(0, first - feature_set.lookback)
     sums = seasonal_state(frame.iloc[:start], feature_set, earlier) if start else earlier
@@ -355,8 +354,7 @@ def source_seasonal_states(rows: pd.DataFrame, feature_set: FeatureSet, time_col
     lookback = feature_set.lookback
     if lookback is None:
         raise ValueError(f"{feature_set.key} reads every earlier row (an EWM statistic): it has no seasonal state")
-    frame = _side_by_side(rows, time_column, metric_column, value_column, earlier)
-    times = pd.DatetimeIndex(frame["timestamp"])
+    frame, times = _side_by_side(rows, time_column, metric_column, value_column, earlier)
     first_day = since or times[0].date()
     states, sums, summed = [], earlier or {}, 0
     for day in pd.date_range(first_day, times[-1].date() + timedelta(days=1), freq="D").date:
@@ -387,16 +385,17 @@ def saved_sums(states: pd.DataFrame, feature_set: FeatureSet) -> dict[str, pd.Da
 
 
 def _side_by_side(rows: pd.DataFrame, time_column: str, metric_column: str, value_column: str,
-                  earlier: dict[str, pd.DataFrame] | None) -> pd.DataFrame:
-    """A source's long rows as a frame of ``timestamp`` and one column per metric, in time order; a metric of
-    ``earlier`` (the sums of earlier rows) without a row here is a column of none, as in a pass over every row."""
+                  earlier: dict[str, pd.DataFrame] | None) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
+    """A source's long rows as a frame of ``timestamp`` and one column per metric, in time order, and its times; a
+    metric of ``earlier`` (the sums of earlier rows) without a row here is a column of none, as in a pass over every
+    row."""
     repeated = rows[rows.duplicated([time_column, metric_column])]
     if len(repeated):
         raise ValueError(f"more than one {value_column} for {metric_column} {repeated[metric_column].iloc[0]!r} "
                          f"at {repeated[time_column].iloc[0]}: a source's features need one value per time and metric")
     series = rows.pivot(index=time_column, columns=metric_column, values=value_column).rename_axis(columns=None)
     series = series.reindex(columns=sorted({*series.columns, *(earlier or {})}))
-    return series.rename_axis(index="timestamp").reset_index()
+    return series.rename_axis(index="timestamp").reset_index(), pd.DatetimeIndex(series.index)
 
 
 def _day_start(times: pd.DatetimeIndex, day: date) -> pd.Timestamp:
