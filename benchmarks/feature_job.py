@@ -13,12 +13,10 @@ rows from the first run are read back by Delta time travel). Needs no services.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,17 +25,9 @@ from delta.tables import DeltaTable
 from perflake import lake
 from perflake.config import load_config
 from perflake.spark import get_spark
+from support import bench_environ
 
-LAKE = Path("state/bench/features")
 ROLLUPS = "service STRING, endpoint STRING, host STRING, metric STRING, window_at TIMESTAMP, mean_value DOUBLE, window_date DATE"
-
-
-def bench_environ() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERFLAKE__")}
-    env["PERFLAKE__LAKE__ROOT"] = str(LAKE.resolve())
-    env["PERFLAKE__PATHS__STATE_DIR"] = str((LAKE / "state").resolve())
-    env["PERFLAKE__METASTORE__ENABLED"] = "false"
-    return env
 
 
 def rollups(days: int, sources: int, metrics: int, seed: int = 0) -> pd.DataFrame:
@@ -73,8 +63,8 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=18)
     parser.add_argument("--metrics", type=int, default=6)
     args = parser.parse_args()
-    shutil.rmtree(LAKE, ignore_errors=True)
-    env = bench_environ()
+    env = bench_environ("features")
+    shutil.rmtree(env["PERFLAKE__LAKE__ROOT"], ignore_errors=True)
     config = load_config(None, env)
     spark = get_spark(config, app_name="perflake-bench-features")
     try:

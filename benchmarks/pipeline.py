@@ -39,19 +39,17 @@ from perflake.pipeline import runner
 from perflake.pipeline.silver import ENVELOPE_TEXT_DDL
 from perflake.pipeline.streams import STARTERS, family_topics
 from perflake.spark import get_spark
+from support import bench_environ
 
 CONTRACTS = load_contracts()
 PARTS = ("throughput", "floor", "query", "latency")
 
 
-def bench_environ(name: str, drivers: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERFLAKE__")}
+def pipeline_environ(name: str, drivers: str | None = None) -> dict[str, str]:
+    """``bench_environ`` with the benchmark's own topics, and its drivers' layout if given."""
+    env = bench_environ(name)
     if drivers:
         env["PERFLAKE__PIPELINE__DRIVERS"] = drivers
-    env["PERFLAKE__LAKE__ROOT"] = str(Path("state/bench") / name)
-    # its own drivers' pids, logs and progress: a developer's running pipeline is neither reused nor overwritten
-    env["PERFLAKE__PATHS__STATE_DIR"] = str(Path("state/bench") / name / "state")
-    env["PERFLAKE__METASTORE__ENABLED"] = "false"
     for family in sorted({c.family for c in CONTRACTS.values()}):
         env[f"PERFLAKE__KAFKA__TOPICS__{family.upper()}"] = f"perflake.bench.{name}.{family}"
     return env
@@ -99,7 +97,7 @@ def throughput_and_storage(count: int, warmup_count: int, events_per_message: in
     (a fresh session's first batch is mostly the JVM compiling Spark's hot paths: bronze took
     29.7 s for 300,000 events cold, 7.0 s warm, on 2026-12-03), then ``count`` events are timed."""
     name = f"throughput-{int(time.time())}"
-    env = bench_environ(name)
+    env = pipeline_environ(name)
     config = load_config(environ=env)
     ensure_topics(config, family_topics(config, CONTRACTS))
     spark = get_spark(config, app_name="perflake-bench")
@@ -142,7 +140,7 @@ def spark_floor(count: int, repeats: int = 3) -> dict:
     from_json: one event per message, no validation, no dedupe, one table. The first of each
     ``repeats`` is cold; the figures kept are the warm ones (the others)."""
     name = f"floor-{int(time.time())}"
-    config = load_config(environ=bench_environ(name))
+    config = load_config(environ=pipeline_environ(name))
     topics = family_topics(config, CONTRACTS)
     ensure_topics(config, topics)
     produce_all(config, sample_events(count, datetime.now(timezone.utc), seed=62, span=timedelta(hours=1)))
@@ -219,7 +217,7 @@ def query_latency(warmup: int = 100, repeats: int = 200) -> dict:
       ``perflake query`` ask; each query reads the table's latest commit first.
     """
     name = f"query_{int(time.time())}"
-    config = load_config(environ={**bench_environ(name), "PERFLAKE__METASTORE__ENABLED": "true"})
+    config = load_config(environ={**pipeline_environ(name), "PERFLAKE__METASTORE__ENABLED": "true"})
     database, table = f"bench_{name}", "metric_rollups_1m"
     spark = get_spark(config, app_name="perflake-bench-query")
     end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
@@ -282,7 +280,7 @@ def end_to_end_latency(seconds: int, rate: int, warmup_seconds: int, history_eve
     traffic (a fresh driver's first batches pay for code generation and loading classes), then
     measure ``seconds``."""
     name = f"latency-{int(time.time())}"
-    env = bench_environ(name, drivers)
+    env = pipeline_environ(name, drivers)
     config = load_config(environ=env)
     ensure_topics(config, family_topics(config, CONTRACTS))
     history = sample_events(history_events, datetime.now(timezone.utc) - timedelta(minutes=15), seed=7, span=timedelta(hours=24))
