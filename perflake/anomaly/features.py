@@ -320,12 +320,10 @@ def source_features(rows: pd.DataFrame, feature_set: FeatureSet, time_column: st
     over the source's rows before ``rows`` (``source_seasonal_states``), so that ``rows`` need only start at its
     ``lookback_from``.
     """
-    if earlier is not None and feature_set.lookback is None:
-        raise ValueError(f"{feature_set.key} reads every earlier row (an EWM statistic): its features cannot start "
-                         "from saved seasonal sums")
+    lookback = feature_set.lookback if earlier is None else _finite_lookback(feature_set)
     frame, times = _side_by_side(rows, time_column, metric_column, value_column, earlier)
     first = 0 if since is None else _first_row_on(times, since)
-    start = 0 if feature_set.lookback is None else max(0, first - feature_set.lookback)
+    start = 0 if lookback is None else max(0, first - lookback)
     sums = seasonal_state(frame.iloc[:start], feature_set, earlier) if start else earlier
     features = compute_features(frame.iloc[start:], feature_set, sums).astype(float).iloc[first - start:]
     metrics = metric_columns(frame)
@@ -351,9 +349,7 @@ def source_seasonal_states(rows: pd.DataFrame, feature_set: FeatureSet, time_col
     rows before the day alone. ``earlier``: the sums over the source's rows before ``rows``. While the sums are of no
     row, a day has one row without metric or slot, saying where the source's rows start.
     """
-    lookback = feature_set.lookback
-    if lookback is None:
-        raise ValueError(f"{feature_set.key} reads every earlier row (an EWM statistic): it has no seasonal state")
+    lookback = _finite_lookback(feature_set)
     frame, times = _side_by_side(rows, time_column, metric_column, value_column, earlier)
     first_day = since or times[0].date()
     states, sums, summed = [], earlier or {}, 0
@@ -382,6 +378,15 @@ def saved_sums(states: pd.DataFrame, feature_set: FeatureSet) -> dict[str, pd.Da
     slots = states["slot"].astype(int) if hourly else states["slot"]
     indexed = states.set_index(slots.rename(None))
     return {metric: sums[list(SLOT_SUMS)].astype(float) for metric, sums in indexed.groupby("metric")}
+
+
+def _finite_lookback(feature_set: FeatureSet) -> int:
+    """The feature set's ``lookback``, refusing by name one that reads every earlier row (an EWM statistic): its
+    features cannot start from seasonal sums, so it has none to save either."""
+    if feature_set.lookback is None:
+        raise ValueError(f"{feature_set.key} reads every earlier row (an EWM statistic): it has no seasonal sums to "
+                         "start from")
+    return feature_set.lookback
 
 
 def _side_by_side(rows: pd.DataFrame, time_column: str, metric_column: str, value_column: str,
