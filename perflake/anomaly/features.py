@@ -132,7 +132,7 @@ def seasonal_z(values: pd.Series, slots: pd.Series, earlier: pd.DataFrame | None
     rows = _SlotRows(values, slots, earlier)
     # each slot summed apart (pandas): one cumulative sum across slots would carry a loud slot's rounding errors into a
     # quiet slot's near-zero spread, which is divided into with only EPSILON added
-    running = pd.DataFrame(rows.shares).groupby(rows.codes).cumsum().to_numpy()
+    running = rows.by_slot().cumsum().to_numpy()
     count, total, squares = (rows.prior[rows.codes] + running - rows.shares).T
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = total / count
@@ -150,7 +150,7 @@ def seasonal_sums(values: pd.Series, slots: pd.Series, earlier: pd.DataFrame | N
     (``first``, the slot's first measured value), and the ``count``, ``total`` and sum of ``squares`` of its measured
     deviations."""
     rows = _SlotRows(values, slots, earlier)
-    added = pd.DataFrame(rows.shares).groupby(rows.codes).sum().reindex(range(len(rows.slots)), fill_value=0.0).to_numpy()
+    added = rows.by_slot().sum().reindex(range(len(rows.slots)), fill_value=0.0).to_numpy()
     these = np.column_stack([rows.origin[:-1], rows.prior[:-1] + added])
     if earlier is None:
         return pd.DataFrame(these, index=rows.slots, columns=SLOT_SUMS)
@@ -182,6 +182,10 @@ class _SlotRows:
         self.deviation = x - self.origin[self.codes]
         share = np.where(measured, self.deviation, 0.0)  # a missing value adds nothing to the sums nor to the count
         self.shares = np.column_stack([measured.astype(float), share, share**2])
+
+    def by_slot(self):
+        """The rows' shares grouped by their slot's code."""
+        return pd.DataFrame(self.shares).groupby(self.codes)
 
 
 def _metric_feature(values: pd.Series, feature: Feature, slots: pd.Series, earlier: pd.DataFrame | None) -> pd.Series:
