@@ -490,11 +490,14 @@ class SeasonalProfileDetector(UnivariateDetector):
 
     The default slot is the trading-calendar phase and the hour of day (``phase_hour``), so the
     open, the midday lull, the close, nights, weekends and holidays each have their own normal:
-    a stall at noon is compared with other noons, not with the quiet after the close. Slots the
-    history saw on fewer than ``min_days`` days use the whole history's median and spread (a
-    profile of one or two days is one or two days, not a profile). A metric keeps its profile only
+    a stall at noon is compared with other noons, not with the quiet after the close. A slot the
+    history saw on fewer than ``min_days`` days has no profile of its own (a profile of one or two
+    days is one or two days, not a profile): a row in it (a first weekend, a holiday) is scored
+    against the profiled slot whose normal it is nearest to, so it is an anomaly only if no slot
+    of the history would have it. A metric keeps its profile only
     if it predicts days it did not see: each day of the history held out in turn, the other days'
-    profile must give it a lower Laplace negative log-likelihood than their median and spread do;
+    profile must give it a lower Laplace negative log-likelihood than their median and spread do
+    (a held-out row of a slot without a profile reads their median and spread on both sides);
     else every row uses the whole history's (a metric without a daily shape, or slots of a few
     values whose medians and spreads are off by chance, would make healthy hours rare). The
     profile is what ``fit`` learned (refit it as history grows, e.g. nightly); a slot's spread is at least
@@ -570,16 +573,33 @@ class SeasonalProfileDetector(UnivariateDetector):
     def _per_metric(self, metric, values, times):
         medians, spreads, (overall_median, overall_spread) = self.profiles[metric]
         codes, slots = times
-        centre, spread = self._expected(np.array([medians.get(slot, np.nan) for slot in slots], dtype=float),
-                                        np.array([spreads.get(slot, np.nan) for slot in slots], dtype=float),
+        slot_medians = np.array([medians.get(slot, np.nan) for slot in slots], dtype=float)
+        centre, spread = self._expected(slot_medians, np.array([spreads.get(slot, np.nan) for slot in slots], dtype=float),
                                         overall_median, overall_spread, codes)
+        unprofiled = (codes >= 0) & np.isnan(slot_medians)[codes]
+        if medians and unprofiled.any():
+            centre[unprofiled], spread[unprofiled] = self._nearest_slot(values[unprofiled], medians, spreads, overall_spread)
         return np.abs(values - centre) / (spread + EPSILON), centre, spread
+
+    def _nearest_slot(self, values, medians, spreads, overall_spread) -> tuple[np.ndarray, np.ndarray]:
+        """The centre and spread of the profiled slot each value is nearest to, in that slot's spreads.
+
+        A row in a slot the profile does not know (a first weekend, a holiday) cannot be told what
+        its slot's normal is; it is as anomalous as it is unlike the normal of every slot the
+        metric has: a first busy weekend that looks like weekdays is not an anomaly, a value no
+        hour of the history has held is.
+        """
+        known_medians = np.fromiter(medians.values(), dtype=float)
+        known_spreads = np.maximum(np.fromiter(spreads.values(), dtype=float), self.spread_floor * overall_spread)
+        nearest = (np.abs(values[:, None] - known_medians) / (known_spreads + EPSILON)).argmin(axis=1)
+        return known_medians[nearest], known_spreads[nearest]
 
     def _expected(self, medians, spreads, median, spread, codes) -> tuple[np.ndarray, np.ndarray]:
         """The centre and spread of rows in slots ``codes``, from slot medians and spreads by code (NaN: no profile)
         and the whole history's ``median`` and ``spread``: a slot without a profile, and a row without a time (code -1),
         reads the whole history's; a slot's spread is at least ``spread_floor`` of the whole's. Scoring and the
-        held-out-day test read rows alike through it."""
+        held-out-day test read rows alike through it (scoring then moves a timed row of a slot without a profile to
+        its nearest slot's: ``_nearest_slot``)."""
         centre = np.append(np.where(np.isnan(medians), median, medians), median)[codes]  # code -1: the appended figure
         slot_spread = np.append(np.where(np.isnan(spreads), spread, spreads), spread)[codes]
         return centre, np.maximum(slot_spread, self.spread_floor * spread)

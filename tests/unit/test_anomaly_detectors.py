@@ -514,6 +514,31 @@ def test_a_calendar_slot_measured_on_too_few_days_has_no_profile_of_its_own():
     assert scored["expected_low"].iloc[row] < 50 < scored["expected_high"].iloc[row]
 
 
+def first_week_of_requests(busy_at_weekends: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Requests per 5 minutes, busier by 20 from 09:30 to 16:00 New York: Monday to Friday, and the weekend after."""
+    timestamps = pd.Series(pd.date_range("2026-11-02 05:00", periods=7 * 288, freq="5min", tz="UTC"))  # Monday 00:00
+    local = timestamps.dt.tz_convert("America/New_York")
+    minutes = local.dt.hour * 60 + local.dt.minute
+    weekday = (local.dt.dayofweek < 5).to_numpy()
+    busy = minutes.between(570, 959).to_numpy() & (weekday | busy_at_weekends)
+    frame = pd.DataFrame({"timestamp": timestamps, "requests": 10 + 20 * busy + np.random.default_rng(4).normal(0, 1, len(busy))})
+    return frame[weekday].reset_index(drop=True), frame[~weekday].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("name", ["seasonal_profile", "ensemble"])
+@pytest.mark.parametrize("busy_at_weekends", [True, False])
+def test_a_first_weekend_after_a_weekday_history_is_not_an_anomaly_and_a_spike_in_it_is(name, busy_at_weekends):
+    # the weekend's slots have no profile yet; scored against the whole history's median and spread, every busy
+    # weekend hour read as an anomaly (docs/anomaly-detection.md, "Retrained nightly")
+    weekdays, weekend = first_week_of_requests(busy_at_weekends)
+    detector = make_detector(name).fit(weekdays)
+    assert (detector.score(weekend)["score"] >= FIXED_LEVEL).sum() == 0
+    spike_row = 400  # Sunday afternoon, 14:20 New York
+    scored = detector.score(weekend.assign(requests=np.where(weekend.index == spike_row, 100.0, weekend["requests"])))
+    assert scored["score"].iloc[spike_row] >= FIXED_LEVEL
+    assert scored["expected_high"].iloc[spike_row] < 100.0
+
+
 @pytest.mark.parametrize("days", [5, 7, 14])
 def test_a_profile_by_the_hour_is_kept_where_it_predicts_days_it_did_not_see(days):
     # a slot of a few days' values has its median and spread off by chance; kept for a metric with no daily
