@@ -533,7 +533,7 @@ def test_a_first_weekend_after_a_weekday_history_is_not_an_anomaly_and_a_spike_i
     weekdays, weekend = first_week_of_requests(busy_at_weekends)
     detector = make_detector(name).fit(weekdays)
     assert (detector.score(weekend)["score"] >= FIXED_LEVEL).sum() == 0
-    spike_row = 400  # Sunday afternoon, 14:20 New York
+    spike_row = 400  # Sunday 09:20 New York
     scored = detector.score(weekend.assign(requests=np.where(weekend.index == spike_row, 100.0, weekend["requests"])))
     assert scored["score"].iloc[spike_row] >= FIXED_LEVEL
     assert scored["expected_high"].iloc[spike_row] < 100.0
