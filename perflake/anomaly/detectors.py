@@ -576,7 +576,7 @@ class SeasonalProfileDetector(UnivariateDetector):
         slot_medians = np.array([medians.get(slot, np.nan) for slot in slots], dtype=float)
         centre, spread = self._expected(slot_medians, np.array([spreads.get(slot, np.nan) for slot in slots], dtype=float),
                                         overall_median, overall_spread, codes)
-        unprofiled = (codes >= 0) & np.isnan(slot_medians)[codes]
+        unprofiled = np.append(np.isnan(slot_medians), False)[codes] & np.isfinite(values)  # code -1: no time, no slot
         if medians and unprofiled.any():
             centre[unprofiled], spread[unprofiled] = self._nearest_slot(values[unprofiled], medians, spreads, overall_spread)
         return np.abs(values - centre) / (spread + EPSILON), centre, spread

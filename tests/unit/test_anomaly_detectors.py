@@ -539,6 +539,16 @@ def test_a_first_weekend_after_a_weekday_history_is_not_an_anomaly_and_a_spike_i
     assert scored["expected_high"].iloc[spike_row] < 100.0
 
 
+@pytest.mark.parametrize("name", ["seasonal_profile", "ensemble"])
+def test_a_stream_whose_clock_fails_for_polls_on_end_is_scored_against_the_whole_history(name):
+    weekdays, weekend = first_week_of_requests(busy_at_weekends=False)
+    detector = make_detector(name).fit(weekdays)
+    untimed = weekend.assign(timestamp=pd.NaT)
+    for poll in (untimed.iloc[:10], untimed.iloc[10:20]):  # the second poll's kept row has no time either
+        scored = detector.update(poll)
+        assert scored["score"].notna().all() and (scored["score"] < FIXED_LEVEL).all()
+
+
 @pytest.mark.parametrize("days", [5, 7, 14])
 def test_a_profile_by_the_hour_is_kept_where_it_predicts_days_it_did_not_see(days):
     # a slot of a few days' values has its median and spread off by chance; kept for a metric with no daily
