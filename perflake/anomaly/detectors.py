@@ -590,7 +590,7 @@ class SeasonalProfileDetector(UnivariateDetector):
         hour of the history has held is.
         """
         known_medians = np.fromiter(medians.values(), dtype=float)
-        known_spreads = np.maximum(np.fromiter(spreads.values(), dtype=float), self.spread_floor * overall_spread)
+        known_spreads = self._floored(np.fromiter(spreads.values(), dtype=float), overall_spread)
         nearest = (np.abs(values[:, None] - known_medians) / (known_spreads + EPSILON)).argmin(axis=1)
         return known_medians[nearest], known_spreads[nearest]
 
@@ -602,7 +602,11 @@ class SeasonalProfileDetector(UnivariateDetector):
         its nearest slot's: ``_nearest_slot``)."""
         centre = np.append(np.where(np.isnan(medians), median, medians), median)[codes]  # code -1: the appended figure
         slot_spread = np.append(np.where(np.isnan(spreads), spread, spreads), spread)[codes]
-        return centre, np.maximum(slot_spread, self.spread_floor * spread)
+        return centre, self._floored(slot_spread, spread)
+
+    def _floored(self, slot_spreads, spread):
+        """Slot spreads held to at least ``spread_floor`` of the whole history's ``spread``."""
+        return np.maximum(slot_spreads, self.spread_floor * spread)
 
 
 class MotifNoveltyDetector(UnivariateDetector):
