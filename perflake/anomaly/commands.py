@@ -126,6 +126,9 @@ def format_row(e: ev.Evaluation) -> str:
     if e.metrics_left_out:
         left_out = e.metrics()["metrics_left_out"]
         refused += f"  metrics not learned (scored without them): {left_out} in {len(e.metrics_left_out)} series"
+    if e.retrainings_refused:
+        refused += (f"  retrainings refused (the model in service kept): {e.metrics()['retrainings_refused']} "
+                    f"in {len(e.retrainings_refused)} series")
     recall, precision = _percent(events.recall, events.events), _percent(events.precision, events.alerts)
     incident_precision = _percent(events.incident_precision, events.alerts)  # no alert, nothing detected: 0/0
     return (f"{e.dataset:4s} {e.detector:18s} {protocol:9s} recall {recall}  precision {precision}  "
@@ -303,7 +306,8 @@ def summary_json(results: list[ev.Evaluation]) -> str:
         schedule = {"refit_every": e.refit_every} if e.refit_every else {}
         refused = {"not_learned": e.not_learned} if e.not_learned else {}
         left_out = {"metrics_left_out": e.metrics_left_out} if e.metrics_left_out else {}
+        kept = {"retrainings_refused_by_series": e.retrainings_refused} if e.retrainings_refused else {}
         return {"dataset": e.dataset, "detector": e.detector, "protocol": e.protocol, **schedule, **e.metrics(), **refused,
-                **left_out}
+                **left_out, **kept}
 
     return json.dumps([row(e) for e in results], indent=1)

@@ -26,6 +26,7 @@ every row so far, while ``sequence_surprise``, alone or in the ensemble, keeps i
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -161,8 +162,15 @@ class Detector(ABC):
     _not_learned: dict[str, str] = {}  # metric: why (metrics_not_learned)
 
     def fit(self, history: pd.DataFrame) -> Detector:
-        """Learn what normal looks like from ``history`` (a frame of normal or mostly normal rows)."""
+        """Learn what normal looks like from ``history`` (a frame of normal or mostly normal rows).
+
+        A history it cannot learn is refused (``ValueError``, naming why) and leaves the detector as it was.
+        """
         history = checked_frame(history)
+        with self._as_it_was_on_failure():
+            return self._learn(history)
+
+    def _learn(self, history: pd.DataFrame) -> Detector:
         unseen_from = self._fit(history) or 0
         self.calibration = self._calibrate(history, unseen_from)
         self._keep_context(history)
@@ -174,16 +182,32 @@ class Detector(ABC):
         A model of the fit history is learned again from scratch; a detector that learns as it
         streams keeps what it learned instead (``sequence_surprise``). The history must have the
         metrics the detector was fitted on (a metric it could not learn may have been measured
-        since): another host's metrics are another detector's, and are refused.
+        since): another host's metrics are another detector's, and are refused. A history it
+        cannot learn (a metric missing for days: too few rows measured) is refused and leaves the
+        detector as it was, scoring with what it learned before, as a nightly job that fails
+        keeps the model in service.
         """
         if self.calibration is None:
             return self.fit(history)
         history = checked_frame(history)
         self._check_metrics(history, "this history has")
-        return self._refit(history)
+        with self._as_it_was_on_failure():
+            return self._refit(history)
 
     def _refit(self, history: pd.DataFrame) -> Detector:
-        return self.fit(history)
+        return self._learn(history)
+
+    @contextlib.contextmanager
+    def _as_it_was_on_failure(self):
+        """Learning that fails part way (a refusal, or any error) restores the state from before it: a detector is
+        never left half-learned, with some metrics, members or models of the new history and some of the old."""
+        before = copy.deepcopy(vars(self))
+        try:
+            yield
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(before)
+            raise
 
     def metrics_not_learned(self) -> dict[str, str]:
         """Metrics of the fit history this detector could not learn, and why: left out until a refit learns them.
@@ -835,10 +859,10 @@ class FeatureModelDetector(Detector):
         self.feature_set, self.seed = feature_set, seed
         self.context_rows = stream_context_rows(feature_set)
 
-    def fit(self, history):
+    def _learn(self, history):
         # _fit and the calibration both read the history's features: computed once, a third of a fit is saved on a wide host
         try:
-            return super().fit(history)
+            return super()._learn(history)
         finally:
             vars(self).pop("_fitting", None)  # not part of the fitted state
 

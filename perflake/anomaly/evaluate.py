@@ -56,6 +56,7 @@ PROTOCOLS = ("fixed", "cross_fit", "nab")  # and GIVEN_LEVEL's
 DEFAULT_REFRACTORY_ROWS = 400
 SMD_START = pd.Timestamp("2026-01-05", tz="UTC")  # SMD has no timestamps: minutes from an arbitrary Monday, test after train
 BASELINES = ("null", "random")
+RETRAININGS_REFUSED = "retrainings_refused"  # detector_scores' attrs: per retraining refused (its first row's time), why
 
 
 def nab_anomaly_score(levels: np.ndarray | float) -> np.ndarray | float:
@@ -288,6 +289,7 @@ class Scored:
     contributors: np.ndarray | None = None  # per test row, what contributed most (detectors only)
     not_learned: str = ""  # the detector's refusal of this series (e.g. a history too short for it): no alerts
     metrics_left_out: dict[str, str] = field(default_factory=dict)  # metrics it could not learn and scored without: why
+    retrainings_refused: dict[str, str] = field(default_factory=dict)  # per scheduled retraining refused: why
 
     def rows_at_level(self, threshold: float) -> np.ndarray:
         """Per test row, whether its level reached ``threshold`` before the refractory rule took alerts away."""
@@ -308,7 +310,8 @@ def score_series(series: Series, detector: str, params: dict, refractory_rows: i
         return Scored(series.name, np.zeros(len(series.test)), time.perf_counter() - started, not_learned=str(refusal))
     levels = scores["score"].to_numpy()
     return Scored(series.name, alert_levels(levels, refractory_rows), time.perf_counter() - started, levels,
-                  scores["contributor"].to_numpy(), metrics_left_out=model.metrics_not_learned())  # after its last (re)fit
+                  scores["contributor"].to_numpy(), metrics_left_out=model.metrics_not_learned(),  # after its last (re)fit
+                  retrainings_refused=scores.attrs[RETRAININGS_REFUSED])
 
 
 def detector_scores(series: Series, detector: Detector, refit_every: str | None = None) -> pd.DataFrame:
@@ -320,7 +323,10 @@ def detector_scores(series: Series, detector: Detector, refit_every: str | None 
     retrained (``Detector.refit``) on every row before it (fit rows and the test rows since,
     anomalies included, as a nightly job would see them) and streams the rows up to the next
     boundary through ``update``, so window detectors keep their context and a detector that
-    learns as it streams keeps learning.
+    learns as it streams keeps learning. A retraining the detector refuses (a history it cannot
+    learn, e.g. a metric missing for days) leaves it as it was: it scores on with the model in
+    service, as a nightly job that fails keeps its champion; ``attrs[RETRAININGS_REFUSED]`` says
+    which retrainings were refused, and why.
     """
     test = series.test.reset_index(drop=True)
     unseen = (test["timestamp"] > series.fit["timestamp"].max()).to_numpy()
@@ -330,15 +336,21 @@ def detector_scores(series: Series, detector: Detector, refit_every: str | None 
         refits = unseen & (period > period[unseen].min()).to_numpy() & (period != period.shift()).to_numpy()
     starts = [0, *np.flatnonzero(refits)]
     detector.fit(series.fit)
-    blocks = []
+    blocks, refused = [], {}
     for start, end in zip(starts, [*starts[1:], len(test)]):
         block = test.iloc[start:end]
         if start == 0:
             blocks.append(detector.score(block))
             continue
         history = pd.concat([series.fit, test.iloc[:start][unseen[:start]]], ignore_index=True)
-        blocks.append(detector.refit(history).update(block))
-    return pd.concat(blocks)[["score", "contributor"]].reset_index(drop=True)
+        try:
+            detector.refit(history)
+        except ValueError as refusal:
+            refused[str(block["timestamp"].iloc[0])] = str(refusal)
+        blocks.append(detector.update(block))
+    scores = pd.concat(blocks)[["score", "contributor"]].reset_index(drop=True)
+    scores.attrs[RETRAININGS_REFUSED] = refused
+    return scores
 
 
 def score_all(data: list[Series], detector: str, params: dict, refractory_rows: int, workers: int,
@@ -350,6 +362,8 @@ def score_all(data: list[Series], detector: str, params: dict, refractory_rows: 
             results[futures[future]] = scored = future.result()
             refused = f"; not learned, no alerts: {scored.not_learned}" if scored.not_learned else ""
             refused += f"; not learned, scored without: {', '.join(scored.metrics_left_out)}" if scored.metrics_left_out else ""
+            refused += (f"; {len(scored.retrainings_refused)} retraining(s) refused, the model in service kept: "
+                        f"{next(iter(scored.retrainings_refused.values()))}" if scored.retrainings_refused else "")
             progress(f"{detector}: {done}/{len(data)} series scored ({futures[future]}{refused})")
     return results
 
@@ -376,6 +390,7 @@ class Evaluation:
     refit_every: str = ""  # the retraining schedule of a walk-forward run ("": fitted once)
     not_learned: dict[str, str] = field(default_factory=dict)  # series the detector refused to learn (no alerts): why
     metrics_left_out: dict[str, dict[str, str]] = field(default_factory=dict)  # per series, metrics scored without: why
+    retrainings_refused: dict[str, int] = field(default_factory=dict)  # per series, scheduled retrainings it refused
 
     def metrics(self) -> dict[str, float]:
         values = self.events.as_dict()
@@ -388,6 +403,8 @@ class Evaluation:
             values["series_not_learned"] = len(self.not_learned)
         if self.metrics_left_out:
             values["metrics_left_out"] = sum(map(len, self.metrics_left_out.values()))
+        if self.retrainings_refused:
+            values["retrainings_refused"] = sum(self.retrainings_refused.values())
         return values
 
 
@@ -477,7 +494,9 @@ def evaluate(dataset: str, data: list[Series], scored: dict[str, Scored], detect
                         points_per_second=rows / seconds if seconds and detector not in BASELINES else 0.0,
                         not_learned={name: scored[name].not_learned for name in sorted(scored) if scored[name].not_learned},
                         metrics_left_out={name: scored[name].metrics_left_out for name in sorted(scored)
-                                          if scored[name].metrics_left_out})
+                                          if scored[name].metrics_left_out},
+                        retrainings_refused={name: len(scored[name].retrainings_refused) for name in sorted(scored)
+                                             if scored[name].retrainings_refused})
     if dataset == "nab" and any(s.nab_windows for s in data):  # without a window there is no NAB score (nab.normalized)
         result.nab_scores = nab_scores(data, scored, thresholds, per_profile_optimum=protocol == "nab")
     return result

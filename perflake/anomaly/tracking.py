@@ -75,6 +75,8 @@ def log_evaluation(config: Config, evaluation, params: dict, figures: dict[str, 
             mlflow.log_dict(evaluation.not_learned, "not_learned.json")
         if evaluation.metrics_left_out:
             mlflow.log_dict(evaluation.metrics_left_out, "metrics_left_out.json")
+        if evaluation.retrainings_refused:
+            mlflow.log_dict(evaluation.retrainings_refused, "retrainings_refused.json")
         for file_name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{file_name}")
     return run.info.run_id

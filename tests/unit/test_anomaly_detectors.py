@@ -352,6 +352,18 @@ def test_a_history_with_no_metric_to_learn_from_is_refused_naming_each(name):
         make_detector(name).fit(frame.iloc[: syn.FIT_ROWS])
 
 
+@pytest.mark.parametrize("name,learning", [(n, way) for n in DETECTORS for way in ("fit", "refit")
+                                           if (n, way) != ("sequence_surprise", "refit")])  # it learns nothing of them
+def test_a_history_it_cannot_learn_is_refused_and_leaves_the_detector_scoring_as_before(name, learning):
+    frame = syn.with_anomaly("spike")
+    detector = make_detector(name).fit(frame.iloc[: syn.FIT_ROWS])
+    before = detector.score(frame)
+    unmeasured = frame.assign(value=np.nan)  # an agent down for days: nothing to learn from, a nightly retraining refused
+    with pytest.raises(ValueError):
+        getattr(detector, learning)(unmeasured)
+    pd.testing.assert_frame_equal(detector.score(frame), before)
+
+
 def test_misuse_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown detector 'nope'; known: median_mad"):
         make_detector("nope")

@@ -235,6 +235,38 @@ def test_walk_forward_retraining_learns_a_new_normal_that_a_detector_fitted_once
     assert retrained_daily[last_two_days].max() < ev.FIXED_LEVEL  # its profile is now mostly the new normal
 
 
+def test_walk_forward_scores_on_with_the_model_in_service_when_every_retraining_is_refused(monkeypatch):
+    series = _fitted_on_first_rows(syn.with_anomaly("level_shift"))
+    detector = make_detector("median_mad")
+
+    def refused(history):
+        raise ValueError("a history it cannot learn")
+
+    monkeypatch.setattr(detector, "refit", refused)
+    scores = ev.detector_scores(series, detector, "1D")
+    never_retrained = make_detector("median_mad").fit(series.fit)
+    first_day = syn.PERIOD  # scored by the detector fitted on the fit rows, as in every walk-forward run; then streamed on
+    test = series.test
+    expected = pd.concat([never_retrained.score(test.iloc[:first_day]), never_retrained.update(test.iloc[first_day:])])
+    np.testing.assert_allclose(scores["score"].to_numpy(), expected["score"].to_numpy())
+    assert set(scores.attrs[ev.RETRAININGS_REFUSED].values()) == {"a history it cannot learn"}
+
+
+def test_a_retraining_refused_for_a_metric_missing_for_weeks_is_counted_and_reported():
+    from perflake.anomaly.commands import format_row, summary_json
+
+    frame = syn.clean()
+    frame.loc[syn.FIT_ROWS : 2099, "value"] = np.nan  # the agent down for 24 days: most of the history unmeasured
+    series = _fitted_on_first_rows(frame)
+    scored = {"synthetic": ev.score_series(series, "knn_distance", {}, ev.DEFAULT_REFRACTORY_ROWS, refit_every="1D")}
+    refused = scored["synthetic"].retrainings_refused
+    assert refused and all("none of its features is defined on more than half" in why for why in refused.values())
+    evaluation = ev.evaluate("simulated", [series], scored, "knn_distance", "fixed", "1D")
+    assert evaluation.metrics()["retrainings_refused"] == len(refused)
+    assert f"retrainings refused (the model in service kept): {len(refused)} in 1 series" in format_row(evaluation)
+    assert json.loads(summary_json([evaluation]))[0]["retrainings_refused_by_series"] == {"synthetic": len(refused)}
+
+
 def test_walk_forward_retraining_leaves_a_detector_that_learns_as_it_streams_learning():
     series = _fitted_on_first_rows(syn.with_anomaly("level_shift"))
     new_sequence_model = lambda: make_detector("sequence_surprise")  # noqa: E731
