@@ -309,7 +309,7 @@ def measured_too_little(history: pd.DataFrame, metrics: list[str]) -> dict[str, 
 
 def checked_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with its timestamps in UTC, after refusing what the detectors would misread: no
-    metric, timestamps that are not datetimes, text metrics.
+    metric, timestamps that are not datetimes, text metrics, infinite values.
 
     Rows are read in the order given, as a stream delivers them (real series have the odd clock
     step back: NAB's machine_temperature file has one); the timestamps place them in the calendar.
@@ -325,6 +325,10 @@ def checked_frame(frame: pd.DataFrame) -> pd.DataFrame:
     if not_numeric:
         raise ValueError(f"metric columns must be numeric; not numeric: {not_numeric} ("
                          + "; ".join(_first_text(frame[column]) for column in not_numeric) + ")")
+    infinite = [column for column in metric_columns(frame) if np.isinf(frame[column].to_numpy(dtype=float)).any()]
+    if infinite:  # a division by zero upstream, not a measurement: its level and a history's profile would be nonsense
+        raise ValueError("metric values must be finite (a missing value is NaN or empty); infinite: "
+                         + "; ".join(_first_infinite(frame[column]) for column in infinite))
     zone = timestamps.dt.tz
     if str(zone) == "UTC":  # the usual case, on every streamed row: no copy
         return frame
@@ -337,6 +341,11 @@ def _first_text(values: pd.Series) -> str:
     if len(text):
         return f"{values.name!r}: row {text.index[0]} is {text.iloc[0]!r}"
     return f"{values.name!r}: of type {values.dtype}"
+
+
+def _first_infinite(values: pd.Series) -> str:
+    infinite = values[np.isinf(values.to_numpy(dtype=float))]
+    return f"{values.name!r}: row {infinite.index[0]} is {infinite.iloc[0]}"
 
 
 def contributing_metric(contributor: str) -> str:

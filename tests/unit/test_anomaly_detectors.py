@@ -394,6 +394,22 @@ def test_misuse_is_a_clear_error():
             fitted.refit(frame.rename(columns={"value": "latency"}))
 
 
+@pytest.mark.parametrize("name", DETECTORS)
+def test_an_infinite_value_is_refused_naming_its_metric_and_row_and_the_stream_scores_on_as_before(name):
+    frame = syn.with_anomaly("spike")
+    broken = frame.copy()
+    broken.loc[1500, "value"] = -np.inf  # a rate divided by zero upstream
+    refusal = r"metric values must be finite \(a missing value is NaN or empty\); infinite: 'value': row 1500 is -inf"
+    with pytest.raises(ValueError, match=refusal):
+        make_detector(name).fit(broken)
+    fitted, untouched = make_detector(name).fit(frame.iloc[: syn.FIT_ROWS]), make_detector(name).fit(frame.iloc[: syn.FIT_ROWS])
+    with pytest.raises(ValueError, match=refusal):
+        fitted.score(broken.iloc[syn.FIT_ROWS :])
+    with pytest.raises(ValueError, match=refusal):
+        fitted.update(broken.iloc[syn.FIT_ROWS :])
+    pd.testing.assert_frame_equal(fitted.update(frame.iloc[syn.FIT_ROWS :]), untouched.update(frame.iloc[syn.FIT_ROWS :]))
+
+
 def test_a_lost_sample_or_two_is_interpolated_for_shapes_and_a_longer_gap_left_out():
     frame = syn.with_anomaly("spike")
     lost = frame["value"].where(np.arange(len(frame)) % 5 != 2)  # one sample in 5 lost, all along: no window is whole
