@@ -11,7 +11,7 @@ import pandas as pd
 
 from perflake.anomaly import evaluate as ev
 from perflake.anomaly import nab
-from perflake.anomaly.detectors import Detector, make_detector
+from perflake.anomaly.detectors import Detector, checked_frame, make_detector
 from perflake.anomaly.features import metric_columns
 from perflake.anomaly.patterns import (RecurringBehaviour, duration_text, moving_together, on_regular_grid,
                                        recurring_behaviour)
@@ -200,7 +200,8 @@ def _register(config: Config, detector: Detector, how: str, params: dict, traine
 
 
 def read_metric_file(csv_file: Path) -> pd.DataFrame:
-    """A CSV of a timestamp column (dates, or Unix time) and one column per metric, its timestamps in UTC."""
+    """A CSV of a timestamp column (dates, or Unix time) and one column per metric, its timestamps in UTC; a metric
+    column the detectors would misread (text, an infinite value) is refused naming the file, the column and the row."""
     try:
         frame = pd.read_csv(csv_file)
     except pd.errors.EmptyDataError:
@@ -208,7 +209,10 @@ def read_metric_file(csv_file: Path) -> pd.DataFrame:
     if "timestamp" not in frame.columns or not metric_columns(frame):
         raise ValueError(f"{csv_file}: needs a 'timestamp' column and one column per metric; has {list(frame.columns)}")
     frame["timestamp"] = nab.utc_timestamps(frame["timestamp"])
-    return frame
+    try:
+        return checked_frame(frame)  # what every command would misread (text, infinite values), named once for all
+    except ValueError as refusal:
+        raise ValueError(f"{csv_file}: {refusal}") from None
 
 
 def not_learned_lines(detector: Detector) -> list[str]:

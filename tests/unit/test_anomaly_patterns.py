@@ -198,6 +198,18 @@ def test_a_file_without_a_metric_is_refused_naming_it(tmp_path, capsys):
                     r"\['timestamp'\]", capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("cell, error", [
+    ("fast", r"metric columns must be numeric; not numeric: \['errors'\] \('errors': row 7 is 'fast'\)"),
+    (float("inf"), r"metric values must be finite \(a missing value is NaN or empty\); infinite: 'errors': row 7 is inf"),
+])
+def test_a_metric_file_the_detectors_would_misread_is_refused_naming_its_column_and_row(tmp_path, capsys, cell, error):
+    load = _trading_load(weeks=1).assign(errors=0.0).astype({"errors": object})
+    load.loc[7, "errors"] = cell  # one unreadable cell of an export, or a rate divided by zero
+    path = _metric_file(tmp_path, load)
+    assert main(["evaluate", "patterns", str(path)]) == 2
+    assert re.match(r"perflake: error: .*metrics.csv: " + error, capsys.readouterr().err)
+
+
 @pytest.mark.parametrize("extra, error", [
     (["--metric", "latency"], r"has no metric 'latency'; its metrics: requests, errors"),
     (["--chart", "CHART"], r"a chart draws one metric and .*metrics.csv has 2: pick it with --metric"),
