@@ -231,9 +231,17 @@ class Detector(ABC):
         self._tail = rows.tail(self.context_rows).reset_index(drop=True)
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
-        self._check_fitted("scoring")
-        frame = checked_frame(frame)
-        self._check_metrics(frame, "these rows have")
+        return self._scored(self._checked(frame, "scoring"))
+
+    def _checked(self, rows: pd.DataFrame, doing: str) -> pd.DataFrame:
+        """``rows`` given to score or stream, checked once on the way in (``checked_frame``, the fitted metrics): the
+        internal paths below (``_scored``, ``_streamed``, an ensemble's members) take them as checked."""
+        self._check_fitted(doing)
+        rows = checked_frame(rows)
+        self._check_metrics(rows, "these rows have")
+        return rows
+
+    def _scored(self, frame: pd.DataFrame) -> pd.DataFrame:
         if frame.empty:  # a poll that brought no rows
             return pd.DataFrame(columns=SCORE_COLUMNS, index=frame.index)
         return self._levelled(self._raw(frame))
@@ -259,15 +267,20 @@ class Detector(ABC):
 
     def update(self, new_rows: pd.DataFrame) -> pd.DataFrame:
         """Score the next rows of a stream, reading the rows kept from earlier calls (a detector may leave their scores
-        out: ``_first_scored``)."""
-        self._check_fitted("updating it")
-        new_rows = checked_frame(new_rows)
+        out: ``_first_scored``).
+
+        Rows refused (a metric missing or added, an infinite value: ``_checked``) leave the detector
+        as it was: the next rows are scored after the rows kept before them.
+        """
+        return self._streamed(self._checked(new_rows, "updating it"))
+
+    def _streamed(self, new_rows: pd.DataFrame) -> pd.DataFrame:
         if new_rows.empty:  # a poll that brought no rows: nothing to score, the kept rows stay
-            return self.score(new_rows)
+            return self._scored(new_rows)
         joined = pd.concat([self._tail, new_rows], ignore_index=True)
         self._first_scored = len(self._tail)
         try:
-            scored = self.score(joined).iloc[len(self._tail) :]
+            scored = self._scored(joined).iloc[len(self._tail) :]
         finally:
             self._first_scored = 0
         self._keep_context(joined)
@@ -825,17 +838,15 @@ class SequenceSurpriseDetector(UnivariateDetector):
         """
         unseen = history[history["timestamp"] > self.learned_until]
         if len(unseen):
-            self.update(unseen)
+            self._streamed(unseen)
         newly, self._not_learned = self._learn_each(history, list(self._not_learned), self._learned)
         self.models.update(newly)
         return self
 
-    def update(self, new_rows):
-        self._check_fitted("updating it")
-        new_rows = checked_frame(new_rows)
+    def _streamed(self, new_rows):
         self._advance_fitted = True
         try:
-            scored = self.score(new_rows)
+            scored = self._scored(new_rows)
         finally:
             self._advance_fitted = False
         if len(new_rows):
@@ -1129,12 +1140,11 @@ class EnsembleDetector(Detector):
         return {metric: "; ".join(why) for metric, why in reasons.items()}
 
     def _raw(self, frame):
-        return self._combined([member.score(frame) for member in self.members], frame.index)
+        return self._combined([member._scored(frame) for member in self.members], frame.index)
 
-    def update(self, new_rows):
+    def _streamed(self, new_rows):
         """Each member streams on (a learning member keeps learning); their levels are combined as in ``score``."""
-        self._check_fitted("updating it")
-        return self._levelled(self._combined([member.update(new_rows) for member in self.members], new_rows.index))
+        return self._levelled(self._combined([member._streamed(new_rows) for member in self.members], new_rows.index))
 
     def _combined(self, scored: list[pd.DataFrame], index: pd.Index) -> pd.DataFrame:
         levels = np.vstack([s["score"].to_numpy() for s in scored])

@@ -410,6 +410,20 @@ def test_an_infinite_value_is_refused_naming_its_metric_and_row_and_the_stream_s
     pd.testing.assert_frame_equal(fitted.update(frame.iloc[syn.FIT_ROWS :]), untouched.update(frame.iloc[syn.FIT_ROWS :]))
 
 
+@pytest.mark.parametrize("name", DETECTORS)
+def test_streamed_rows_without_a_fitted_metric_are_refused_as_scored_ones_are_and_the_stream_scores_on_as_before(name):
+    frame = syn.with_anomaly("spike").assign(latency=syn.clean(seed=1)["value"])
+    history, stream = frame.iloc[: syn.FIT_ROWS], frame.iloc[syn.FIT_ROWS :]
+    fitted, untouched = make_detector(name).fit(history), make_detector(name).fit(history)
+    # a poll that lost a column is an upstream fault, not a metric gone quiet (that is NaN in its column)
+    fitted_on = r"\['value', 'latency'\]"
+    with pytest.raises(ValueError, match=rf"{name} was fitted on the metrics {fitted_on}; these rows have \['value'\]"):
+        fitted.update(stream.iloc[:5].drop(columns="latency"))
+    with pytest.raises(ValueError, match=r"these rows have \['value', 'latency', 'errors'\]"):
+        fitted.update(stream.iloc[:5].assign(errors=0.0))
+    pd.testing.assert_frame_equal(fitted.update(stream), untouched.update(stream))
+
+
 def test_a_lost_sample_or_two_is_interpolated_for_shapes_and_a_longer_gap_left_out():
     frame = syn.with_anomaly("spike")
     lost = frame["value"].where(np.arange(len(frame)) % 5 != 2)  # one sample in 5 lost, all along: no window is whole
