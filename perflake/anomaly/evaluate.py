@@ -390,7 +390,7 @@ class Evaluation:
     refit_every: str = ""  # the retraining schedule of a walk-forward run ("": fitted once)
     not_learned: dict[str, str] = field(default_factory=dict)  # series the detector refused to learn (no alerts): why
     metrics_left_out: dict[str, dict[str, str]] = field(default_factory=dict)  # per series, metrics scored without: why
-    retrainings_refused: dict[str, int] = field(default_factory=dict)  # per series, scheduled retrainings it refused
+    retrainings_refused: dict[str, dict[str, str]] = field(default_factory=dict)  # per series, per retraining refused: why
 
     def metrics(self) -> dict[str, float]:
         values = self.events.as_dict()
@@ -404,7 +404,7 @@ class Evaluation:
         if self.metrics_left_out:
             values["metrics_left_out"] = sum(map(len, self.metrics_left_out.values()))
         if self.retrainings_refused:
-            values["retrainings_refused"] = sum(self.retrainings_refused.values())
+            values["retrainings_refused"] = sum(map(len, self.retrainings_refused.values()))
         return values
 
 
@@ -495,7 +495,7 @@ def evaluate(dataset: str, data: list[Series], scored: dict[str, Scored], detect
                         not_learned={name: scored[name].not_learned for name in sorted(scored) if scored[name].not_learned},
                         metrics_left_out={name: scored[name].metrics_left_out for name in sorted(scored)
                                           if scored[name].metrics_left_out},
-                        retrainings_refused={name: len(scored[name].retrainings_refused) for name in sorted(scored)
+                        retrainings_refused={name: scored[name].retrainings_refused for name in sorted(scored)
                                              if scored[name].retrainings_refused})
     if dataset == "nab" and any(s.nab_windows for s in data):  # without a window there is no NAB score (nab.normalized)
         result.nab_scores = nab_scores(data, scored, thresholds, per_profile_optimum=protocol == "nab")

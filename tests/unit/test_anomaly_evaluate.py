@@ -252,8 +252,12 @@ def test_walk_forward_scores_on_with_the_model_in_service_when_every_retraining_
     assert set(scores.attrs[ev.RETRAININGS_REFUSED].values()) == {"a history it cannot learn"}
 
 
-def test_a_retraining_refused_for_a_metric_missing_for_weeks_is_counted_and_reported():
+def test_a_retraining_refused_for_a_metric_missing_for_weeks_is_counted_and_reported_with_why(tmp_path):
+    import mlflow
+
+    from perflake.anomaly import tracking
     from perflake.anomaly.commands import format_row, summary_json
+    from tests.support import make_config
 
     frame = syn.clean()
     frame.loc[syn.FIT_ROWS : 2099, "value"] = np.nan  # the agent down for 24 days: most of the history unmeasured
@@ -264,7 +268,9 @@ def test_a_retraining_refused_for_a_metric_missing_for_weeks_is_counted_and_repo
     evaluation = ev.evaluate("simulated", [series], scored, "knn_distance", "fixed", "1D")
     assert evaluation.metrics()["retrainings_refused"] == len(refused)
     assert f"retrainings refused (the model in service kept): {len(refused)} in 1 series" in format_row(evaluation)
-    assert json.loads(summary_json([evaluation]))[0]["retrainings_refused_by_series"] == {"synthetic": len(refused)}
+    assert json.loads(summary_json([evaluation]))[0]["retrainings_refused_by_series"] == {"synthetic": refused}
+    run_id = tracking.log_evaluation(make_config("local", tmp_path), evaluation, {}, {})
+    assert mlflow.artifacts.load_dict(f"runs:/{run_id}/retrainings_refused.json") == {"synthetic": refused}
 
 
 def test_walk_forward_retraining_leaves_a_detector_that_learns_as_it_streams_learning():
