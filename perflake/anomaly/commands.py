@@ -296,7 +296,7 @@ def _behaviour_lines(behaviour: RecurringBehaviour, local: pd.Series) -> list[st
                      f"(correlation {shape.correlation(behaviour.window_rows):.4f}); {len(hours):,} windows like it, "
                      f"{(hours == usual_hour).sum():,} of them ending between {usual_hour:02d}:00 and {usual_hour:02d}:59")
     if not behaviour.motifs:
-        lines.append(f"recurring shape: none (too few windows of {span} with a shape)")
+        lines.append(f"recurring shape: none ({behaviour.why_no_motifs})")
     return lines
 
 

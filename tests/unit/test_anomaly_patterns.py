@@ -141,6 +141,18 @@ def test_a_metric_with_nothing_to_recur_says_why(values, why):
     assert found.why_none == why and found.season is None and found.regimes is None and found.motifs == ()
 
 
+@pytest.mark.parametrize("rows", [150, 400, 2000])
+def test_noise_without_a_pattern_has_no_regimes_and_no_recurring_shape_and_says_why(rows):
+    rng = np.random.default_rng(rows)  # latency wobbling around one level: nothing recurs but chance
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-03-02", periods=rows, freq="5min", tz="UTC"),
+                          "latency_ms": rng.normal(50, 3, rows)})
+    found = recurring_behaviour(frame, "latency_ms", pd.Timedelta("1h"), TIMEZONE)
+    assert found.regimes is None and found.why_no_regimes.endswith("nor in spread 2 times over: one regime")
+    assert found.motifs == () and f"no two of its {rows - 11:,} windows of 1 h alike beyond chance" in found.why_no_motifs
+    chance = float(re.search(r"pairs correlated up to (0\.\d+)", found.why_no_motifs).group(1))
+    assert 0.9 < chance < 1  # short windows of noise match closely: a pair at 0.9 is no pattern
+
+
 def test_a_metric_of_two_levels_has_no_three_regimes_and_says_so():
     up = np.tile(np.repeat([0.0, 1.0], 120), 10)  # a health check, down two hours in four
     frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=len(up), freq="min", tz="UTC"), "down": up})
