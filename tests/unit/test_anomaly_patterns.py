@@ -153,6 +153,14 @@ def test_noise_without_a_pattern_has_no_regimes_and_no_recurring_shape_and_says_
     assert 0.9 < chance < 1  # short windows of noise match closely: a pair at 0.9 is no pattern
 
 
+def test_hours_with_a_rare_error_among_hours_without_are_not_two_regimes():
+    errors = np.zeros(2000)
+    errors[[100, 600, 605, 1100, 1500]] = 1.0  # an error now and then, two in one hour: three levels of windows
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-03-02", periods=2000, freq="5min", tz="UTC"), "errors": errors})
+    found = recurring_behaviour(frame, "errors", pd.Timedelta("1h"), TIMEZONE)
+    assert found.regimes is None and found.why_no_regimes.endswith("one regime")
+
+
 def test_a_metric_of_two_levels_has_no_three_regimes_and_says_so():
     up = np.tile(np.repeat([0.0, 1.0], 120), 10)  # a health check, down two hours in four
     frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=len(up), freq="min", tz="UTC"), "down": up})
