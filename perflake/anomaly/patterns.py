@@ -87,10 +87,12 @@ def regimes(frame: pd.DataFrame, metric: str, window: int, n_regimes: int = 3, s
     stats = stats[stats["mean"].notna()].fillna(0.0)  # a window of one value has no spread
     if len(stats) < n_regimes:
         raise ValueError(f"{len(stats)} windows of {window} rows with a measured value: too few for {n_regimes} regimes")
-    if len(stats.drop_duplicates()) < n_regimes:  # k-means would name one level twice
-        raise ValueError(f"its windows of {window} rows take {len(stats.drop_duplicates())} distinct levels and spreads: "
+    # level and spread in the series' own unit, to 9 decimals: windows alike but for where their values lie differ in
+    # the last bits of their sums, and k-means would split one level in two on them
+    scaled = ((stats - stats.mean()) / (values.std() + EPSILON)).round(9)
+    if len(scaled.drop_duplicates()) < n_regimes:  # k-means would name one level twice
+        raise ValueError(f"its windows of {window} rows take {len(scaled.drop_duplicates())} distinct levels and spreads: "
                          f"too few for {n_regimes} regimes")
-    scaled = (stats - stats.mean()) / (values.std() + EPSILON)  # level and spread in the series' own unit
     starts = frame["timestamp"].iloc[stats.index * window].to_numpy()
     for clusters_tried in range(n_regimes, 1, -1):  # fewer regimes while two of them are one level in its own noise
         clusters = KMeans(n_clusters=clusters_tried, n_init=10, random_state=seed).fit_predict(scaled)

@@ -161,6 +161,16 @@ def test_hours_with_a_rare_error_among_hours_without_are_not_two_regimes():
     assert found.regimes is None and found.why_no_regimes.endswith("one regime")
 
 
+def test_hours_of_one_error_each_are_one_level_wherever_in_the_hour_it_falls():
+    errors = np.zeros(2000)
+    errors[[398, 1050, 1222]] = 1.0  # the sd of these three hours differs in its last bit
+    frame = pd.DataFrame({"timestamp": pd.date_range("2026-03-02", periods=2000, freq="5min", tz="UTC"), "errors": errors})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # k-means is not asked for three clusters of two levels
+        found = recurring_behaviour(frame, "errors", pd.Timedelta("1h"), TIMEZONE)
+    assert found.regimes is None and "2 distinct levels and spreads: too few for 3 regimes" in found.why_no_regimes
+
+
 def test_a_metric_of_two_levels_has_no_three_regimes_and_says_so():
     up = np.tile(np.repeat([0.0, 1.0], 120), 10)  # a health check, down two hours in four
     frame = pd.DataFrame({"timestamp": pd.date_range("2026-01-05", periods=len(up), freq="min", tz="UTC"), "down": up})
