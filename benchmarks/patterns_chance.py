@@ -8,8 +8,8 @@ The healthy kinds are those of ``false_alerts.py``, five minutes apart, read in 
 (12 rows) as ``perflake evaluate patterns`` reads them by default. Gaussian noise, heavy tails,
 small counts, skew and rare errors have no regimes and no recurring shape to find; a daily season
 has both; slow wander and a steady rise move between levels. The noise part draws white noise of
-150 to 30,000 rows and finds its closest pair of windows of 8, 12 and 60 rows (``patterns.motifs``
-without the chance level), against ``patterns.chance_correlation`` for as many windows.
+150 to 30,000 rows and finds its closest pair of windows of 8, 12 and 60 rows (``patterns.closest_pairs``,
+which ``patterns.motifs`` reads before the chance level), against ``patterns.chance_correlation`` for as many windows.
 """
 
 from __future__ import annotations

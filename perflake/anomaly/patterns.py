@@ -293,7 +293,7 @@ def recurring_behaviour(frame: pd.DataFrame, metric: str, window: pd.Timedelta, 
                         top: int = 3) -> RecurringBehaviour:
     """Find and name what recurs in ``frame[metric]``: its season, its regimes in windows of ``window`` (at least
     ``MIN_WINDOW_ROWS`` rows) with the calendar phases each falls in (``timezone``'s trading calendar), and its
-    ``top`` closest pairs of windows alike in shape. A window is placed in the calendar by its middle row.
+    ``top`` closest pairs of windows alike in shape beyond chance. A window is placed in the calendar by its middle row.
 
     The rows must be at a regular step (``on_regular_grid``), so that rows count time: a season in rows is a
     season in time, and a window of rows is a window of the clock.
