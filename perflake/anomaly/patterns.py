@@ -90,8 +90,9 @@ def regimes(frame: pd.DataFrame, metric: str, window: int, n_regimes: int = 3, s
     # level and spread in the series' own unit, to 9 decimals: windows alike but for where their values lie differ in
     # the last bits of their sums, and k-means would split one level in two on them
     scaled = ((stats - stats.mean()) / (values.std() + EPSILON)).round(9)
-    if len(scaled.drop_duplicates()) < n_regimes:  # k-means would name one level twice
-        raise ValueError(f"its windows of {window} rows take {len(scaled.drop_duplicates())} distinct levels and spreads: "
+    distinct = len(scaled.drop_duplicates())
+    if distinct < n_regimes:  # k-means would name one level twice
+        raise ValueError(f"its windows of {window} rows take {distinct} distinct levels and spreads: "
                          f"too few for {n_regimes} regimes")
     starts = frame["timestamp"].iloc[stats.index * window].to_numpy()
     for clusters_tried in range(n_regimes, 1, -1):  # fewer regimes while two of them are one level in its own noise
@@ -115,9 +116,9 @@ def _each_distinct(profile: pd.DataFrame) -> bool:
     not three regimes (a 'peak' within the normal hour's own noise is not one an operator would know). A flat regime
     (a count at zero) is apart from another by level only: any spread is many times none, and hours with a rare
     error among hours without are not two regimes."""
-    means, spreads = profile["mean"].to_numpy(), profile["std"].to_numpy()
-    apart_in_level = np.diff(means) > np.maximum(spreads[:-1], spreads[1:])
+    spreads = profile["std"].to_numpy()
     wider, narrower = np.maximum(spreads[:-1], spreads[1:]), np.minimum(spreads[:-1], spreads[1:])
+    apart_in_level = np.diff(profile["mean"].to_numpy()) > wider
     return bool((apart_in_level | ((wider >= DISTINCT_SPREADS * narrower) & (narrower > 0))).all())
 
 
@@ -194,7 +195,12 @@ def chance_correlation(windows: int, length: int) -> float:
 def motifs(values: np.ndarray, length: int, top: int = 3, stride: int = 1) -> list[Motif]:
     """The ``top`` closest pairs of non-overlapping windows alike beyond chance (``chance_correlation``): the series'
     most recurring shapes."""
-    shapes, ends = subsequences(values, length, stride)
+    return _motifs_of(*subsequences(values, length, stride), len(values), top, stride)
+
+
+def _motifs_of(shapes: np.ndarray, ends: np.ndarray, rows: int, top: int, stride: int) -> list[Motif]:
+    """``motifs`` among the windows ``subsequences`` gave, of a series of ``rows`` rows."""
+    length = shapes.shape[1]
     if len(shapes) < 3:
         return []
     beyond_chance = 2 * length * (1 - chance_correlation(len(shapes), length))  # as a squared distance
@@ -204,7 +210,7 @@ def motifs(values: np.ndarray, length: int, top: int = 3, stride: int = 1) -> li
             break
         if all(abs(motif.end - c.end) >= length and abs(motif.end - c.twin_end) >= length for c in chosen):
             chosen.append(motif)
-    return [dataclasses.replace(motif, occurrences=_occurrences(shapes, ends, motif, len(values))) for motif in chosen]
+    return [dataclasses.replace(motif, occurrences=_occurrences(shapes, ends, motif, rows)) for motif in chosen]
 
 
 def closest_pairs(shapes: np.ndarray, ends: np.ndarray, stride: int = 1) -> list[Motif]:
@@ -315,8 +321,9 @@ def recurring_behaviour(frame: pd.DataFrame, metric: str, window: pd.Timedelta, 
     period = dominant_period(values)
     season = None if period is None else Season(period, period * step, float(autocorrelation(values)[period]))
     stride = max(1, (len(values) - rows + 1) // MOTIF_WINDOWS)
-    shapes = tuple(motifs(values, rows, top, stride))
-    why_no_motifs = None if shapes else _why_no_motifs(values, rows, stride, step)
+    shaped, ends = subsequences(values, rows, stride)
+    shapes = tuple(_motifs_of(shaped, ends, len(values), top, stride))
+    why_no_motifs = None if shapes else _why_no_motifs(len(shaped), rows, step)
     first = _first_on_the_clock(frame["timestamp"], rows, step, timezone)
     try:
         found = regimes(frame.iloc[first:], metric, rows)
@@ -330,8 +337,7 @@ def recurring_behaviour(frame: pd.DataFrame, metric: str, window: pd.Timedelta, 
                               first_window_row=first)
 
 
-def _why_no_motifs(values: np.ndarray, rows: int, stride: int, step: pd.Timedelta) -> str:
-    compared = len(subsequences(values, rows, stride)[1])
+def _why_no_motifs(compared: int, rows: int, step: pd.Timedelta) -> str:
     span = duration_text(rows * step)
     if compared < 3:
         return f"too few windows of {span} with a shape"
